@@ -1,0 +1,405 @@
+"""HoloDiffusionModel: a 3D diffusion model trained with posed 2D images only (Karnewar et al. 2023).
+
+One training step, for S scenes of N frames (the first T are targets, the other K = N - T sources):
+
+    1. lift:     sources -> ResNet features -> angle-weighted pooling onto voxel centres -> V0 (S, F, D, H, W)
+    2. diffuse:  t ~ U{0..T-1} per scene, x_t = q_sample(V0, t); x0_hat = clip(UNet(x_t, t)) (x0-prediction)
+                 bootstrapped with probability ``bootstrap_prob``: x0_hat is noised again at a new t'
+                 and denoised a second time (HoloDiffusion Sec. 3.4)
+    3. render:   target rays through x0_hat with the two-pass voxel radiance field
+    4. losses:   fine + coarse RGB MSE against targets masked onto the background (optional mask BCE,
+                 optional direct x0 loss)
+
+Baselines are configs of the same model: ``use_diffusion=False`` applies the U-Net at t=0 to V0
+(few-view reconstruction without diffusion), ``use_unet=False`` renders V0 directly.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import field
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+from omegaconf import DictConfig
+from pytorch3d.implicitron.models.base_model import ImplicitronModelBase, ImplicitronRender
+from pytorch3d.implicitron.models.renderer.base import EvaluationMode
+from pytorch3d.implicitron.tools.config import get_default_args_field, registry
+from pytorch3d.renderer.cameras import CamerasBase
+
+from holo3d.data.scene_batch import SceneBatch
+from holo3d.models.feature_lift import FeatureLifter
+from holo3d.models.grid_diffusion import GridDiffusion
+from holo3d.models.numerics import FiniteCheck
+from holo3d.models.target_views import TargetViews, eval_render_size, render_losses
+from holo3d.models.unet3d import UNet3D
+from holo3d.render.rays import sample_images_at_rays, sample_training_rays
+from holo3d.render.volume_renderer import VolumeRenderer
+
+logger = logging.getLogger(__name__)
+
+
+def _drop_unet_derived(args: DictConfig) -> None:
+    # Channel counts follow the model's feature_size.
+    for key in ("in_channels", "out_channels"):
+        args.pop(key, None)
+
+
+def _drop_lifter_derived(args: DictConfig) -> None:
+    # The grid's size, extent and channels are the model's.
+    for key in ("feature_size", "resolution", "volume_extent"):
+        args.pop(key, None)
+
+
+def _drop_renderer_derived(args: DictConfig) -> None:
+    for key in ("feature_channels", "volume_extent", "bg_color"):
+        args.pop(key, None)
+
+
+@registry.register
+class HoloDiffusionModel(ImplicitronModelBase):  # pyre-ignore[13]
+    """HoloDiffusion as an Implicitron model (see the module docstring for the method).
+
+    Fields (config keys):
+        n_targets / n_targets_eval: target frames at the front of every scene in training /
+            evaluation (the rest are sources); Implicitron's evaluation protocol has 1 target.
+        n_rays_per_target: rays rendered per target frame in training.
+        ray_fg_weight: training rays are drawn inside the mask crop with probability proportional
+            to ``(1 - w) + w * fg``: 0 is uniform over the crop (Implicitron's mask_sample), 1 only
+            foreground.
+        grid_resolution / feature_size / volume_extent: the grid V0 is (F, R, R, R) over the world
+            cube [-e/2, e/2]^3.
+        use_unet / use_diffusion: see the baselines in the module docstring.
+        num_diffusion_steps / beta_start / beta_end: linear-beta DDPM schedule.
+        bootstrap_prob: probability of the bootstrapped second denoising pass per training step.
+        bootstrap_detach_first: no gradient through the first pass of a bootstrapped step (as in
+            the paper); False backpropagates through both passes (as the official code does).
+        x0_loss_weight / mask_loss_weight / coarse_loss_weight: loss weights (fine RGB has 1).
+        bg_color: background colour of renders and of the masked targets.
+        mask_images: composite all input images on ``bg_color`` with their (thresholded) masks.
+        mask_threshold: foreground masks are binarised at this value (0 keeps soft masks).
+        render_size_eval: longer side of evaluation renders (0: the images' own size).
+        chunk_size_eval: rays per batched pass in full-frame rendering.
+        check_finite: raise on non-finite grids / renders (costs one host sync per step).
+        unet_args / lifter_args / renderer_args: leaf settings (derived sizes are set here).
+    """
+
+    n_targets: int = 6
+    n_targets_eval: int = 1
+    n_rays_per_target: int = 1024
+    ray_fg_weight: float = 0.0
+    grid_resolution: int = 16
+    feature_size: int = 64
+    volume_extent: float = 2.0
+    use_unet: bool = True
+    use_diffusion: bool = True
+    num_diffusion_steps: int = 1000
+    beta_start: float = 1e-4
+    beta_end: float = 0.02
+    bootstrap_prob: float = 0.5
+    bootstrap_detach_first: bool = True
+    x0_loss_weight: float = 0.0
+    mask_loss_weight: float = 0.0
+    coarse_loss_weight: float = 1.0
+    bg_color: Tuple[float, float, float] = (1.0, 1.0, 1.0)
+    mask_images: bool = True
+    mask_threshold: float = 0.5
+    render_size_eval: int = 0
+    chunk_size_eval: int = 2**18
+    check_finite: bool = True
+
+    unet_args: DictConfig = get_default_args_field(UNet3D, _hook=_drop_unet_derived)
+    lifter_args: DictConfig = get_default_args_field(FeatureLifter, _hook=_drop_lifter_derived)
+    renderer_args: DictConfig = get_default_args_field(VolumeRenderer, _hook=_drop_renderer_derived)
+
+    log_vars: List[str] = field(
+        default_factory=lambda: [
+            "objective",
+            "loss_rgb_fine",
+            "loss_rgb_coarse",
+            "loss_mask",
+            "loss_x0",
+            "psnr",
+            "psnr_coarse",
+            "timestep",
+            "bootstrapped",
+            "grid_abs_mean",
+            "grid_std",
+            "opacity_mean",
+        ]
+    )
+
+    def __post_init__(self) -> None:
+        # Implicitron's config system calls nn.Module.__init__ before this (see
+        # pytorch3d.implicitron.tools.config._fixup_class_init); the leaves are built here from
+        # their *_args plus the derived sizes, passed explicitly.
+        self._check_config()
+        self.lifter = FeatureLifter(
+            feature_size=self.feature_size,
+            resolution=self.grid_resolution,
+            volume_extent=self.volume_extent,
+            **self.lifter_args,
+        )
+        self.unet = (
+            UNet3D(in_channels=self.feature_size, out_channels=self.feature_size, **self.unet_args)
+            if self.use_unet
+            else None
+        )
+        self.diffusion = GridDiffusion(self.num_diffusion_steps, self.beta_start, self.beta_end)
+        self.renderer = VolumeRenderer(
+            feature_channels=self.feature_size,
+            volume_extent=self.volume_extent,
+            bg_color=tuple(self.bg_color),
+            **self.renderer_args,
+        )
+        if self.unet is not None and self.grid_resolution % self.unet.downsample_factor:
+            raise ValueError(
+                f"grid_resolution={self.grid_resolution} must be divisible by the U-Net's "
+                f"downsample factor {self.unet.downsample_factor} (2 ** (len(channel_mult) - 1))"
+            )
+
+    def _check_config(self) -> None:
+        if self.n_targets < 1 or self.n_targets_eval < 1:
+            raise ValueError(f"n_targets={self.n_targets}, n_targets_eval={self.n_targets_eval}: need >= 1")
+        if not 0.0 <= self.bootstrap_prob <= 1.0:
+            raise ValueError(f"bootstrap_prob={self.bootstrap_prob} must be in [0, 1]")
+        if self.use_diffusion and not self.use_unet:
+            raise ValueError("use_diffusion=True needs use_unet=True (the U-Net is the denoiser)")
+
+    @property
+    def min_frames_per_scene(self) -> int:
+        """Frames every scene of a training batch needs: the targets plus at least one source."""
+        return max(self.n_targets, self.n_targets_eval) + 1
+
+    # ---------------------------------------------------------------- public grid API
+
+    def lift(
+        self,
+        images: torch.Tensor,
+        masks: torch.Tensor,
+        cameras: CamerasBase,
+        crops: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor:
+        """Clean feature grid V0 from source views.
+
+        Args:
+            images: (S, K, 3, H, W) in [0, 1] (already masked if ``mask_images``).
+            masks: (S, K, 1, H, W) foreground.  cameras: S*K, scene-major.
+            crops: (S, K, 1, H, W) valid-pixel masks or None.
+        Returns:
+            (S, F, D, H, W) in [-1, 1].
+        """
+        return self.lifter(images, masks, cameras, crops)
+
+    def denoise(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """x0 prediction clipped to [-1, 1]: x_t (B, F, D, H, W), t (B,) int or float -> (B, F, D, H, W).
+
+        Without a U-Net this is the identity (clipped), so ``render_mlp_only`` renders V0 itself.
+        """
+        if self.unet is None:
+            return x_t.clamp(-1.0, 1.0)
+        x0 = self.unet(x_t, t.to(torch.float32))
+        return x0.clamp(-1.0, 1.0).to(x_t.dtype)
+
+    def reconstruct(self, v0: torch.Tensor) -> torch.Tensor:
+        """The grid to render for a lifted V0 without sampling: the U-Net at t=0 (or V0 itself).
+
+        The no-diffusion baseline squashes the U-Net output with tanh instead of clipping (as the
+        official code does): clipping would stop gradients where the output leaves [-1, 1].
+        """
+        if self.unet is None:
+            return v0
+        t0 = torch.zeros(v0.shape[0], device=v0.device)
+        if self.use_diffusion:
+            return self.denoise(v0, t0)
+        return torch.tanh(self.unet(v0, t0)).to(v0.dtype)
+
+    @torch.no_grad()
+    def sample(
+        self,
+        n: int,
+        sampler: str = "ddpm",
+        steps: Optional[int] = None,
+        eta: float = 0.0,
+        generator: Optional[torch.Generator] = None,
+        callback=None,
+        device: Optional[torch.device] = None,
+        **sampler_kwargs,
+    ) -> torch.Tensor:
+        """Draws n grids (n, F, D, H, W) in [-1, 1] from noise with ``sampler`` (see GridDiffusion)."""
+        if not (self.use_unet and self.use_diffusion):
+            raise RuntimeError("sample() needs use_unet=True and use_diffusion=True")
+        device = device or next(self.parameters()).device
+        res = self.grid_resolution
+        shape = (n, self.feature_size, res, res, res)
+        grid = self.diffusion.sample(
+            self.denoise, shape, sampler=sampler, steps=steps, eta=eta, generator=generator,
+            callback=callback, device=device, **sampler_kwargs,
+        )
+        return grid.clamp(-1.0, 1.0)
+
+    def render_grid(
+        self,
+        grid: torch.Tensor,
+        cameras: CamerasBase,
+        image_size: Tuple[int, int],
+        chunk_size: Optional[int] = None,
+    ) -> Dict[str, torch.Tensor]:
+        """Full frames of B grids (B, F, D, H, W) from B*V cameras (grid-major), no grad.
+
+        Returns dict of rgb (B, V, 3, H, W), depth (B, V, 1, H, W), opacity (B, V, 1, H, W).
+        """
+        return self.renderer.render_image(grid, cameras, image_size, chunk_size or self.chunk_size_eval)
+
+    # ---------------------------------------------------------------- forward
+
+    def forward(
+        self,
+        *,
+        image_rgb: Optional[torch.Tensor],
+        camera: CamerasBase,
+        fg_probability: Optional[torch.Tensor] = None,
+        mask_crop: Optional[torch.Tensor] = None,
+        depth_map: Optional[torch.Tensor] = None,
+        sequence_name: Optional[List[str]] = None,
+        evaluation_mode: EvaluationMode = EvaluationMode.EVALUATION,
+        iteration: Optional[int] = None,
+        **kwargs,
+    ) -> Dict[str, Any]:
+        """Implicitron model contract (docs/ARCHITECTURE.md): batch of S*N frames, scene-major.
+
+        Returns preds with ``objective``, every ``log_vars`` key (0-d tensors), ``implicitron_render``
+        (first target of the first scene), ``grid`` (S, F, D, H, W) detached, and in evaluation
+        ``images_render`` / ``depths_render`` / ``masks_render`` / ``images_gt`` (S, T, C, H, W).
+        """
+        training = evaluation_mode == EvaluationMode.TRAINING
+        n_targets = self.n_targets if training else self.n_targets_eval
+        batch = self._scene_batch(image_rgb, camera, fg_probability, mask_crop, sequence_name, n_targets)
+        checks = FiniteCheck(iteration, enabled=self.check_finite)
+        targets, sources = TargetViews.split(batch, n_targets, self.bg_color, self._fg_threshold)
+        v0 = checks("lifted grid V0", self.lift(sources.rgb, sources.fg, sources.cameras, sources.crop))
+        grid, stats = self._grid_for_rendering(v0, training)
+        checks("denoised grid", grid)
+        if training:
+            preds = self._render_training(grid, targets, checks)
+        else:
+            preds = self._render_evaluation(grid, targets, checks)
+        checks.raise_if_any()
+        preds.update(stats)
+        return self._finish(preds, v0, grid)
+
+    @property
+    def _fg_threshold(self) -> Optional[float]:
+        return self.mask_threshold if self.mask_images and self.mask_threshold > 0 else None
+
+    def _scene_batch(self, image_rgb, camera, fg_probability, mask_crop, sequence_name, n_targets):
+        if image_rgb is None:
+            raise ValueError("HoloDiffusionModel.forward needs image_rgb (posed source and target views)")
+        names = sequence_name if sequence_name is not None else ["scene"] * image_rgb.shape[0]
+        batch = SceneBatch.from_frame_data(
+            _FrameView(image_rgb, camera, fg_probability, mask_crop, None, names)
+        )
+        if batch.n_frames < n_targets + 1:
+            raise ValueError(
+                f"each scene in the batch has {batch.n_frames} frames but the model needs at least "
+                f"{n_targets + 1} ({n_targets} targets + 1 source view); raise the data loader's "
+                f"frames_per_scene or lower n_targets"
+            )
+        if not self.mask_images:
+            return batch
+        return batch
+
+    def _grid_for_rendering(self, v0: torch.Tensor, training: bool) -> Tuple[torch.Tensor, Dict]:
+        """The grid the renderer sees, and diffusion stats for logging.
+
+        Training with diffusion: noise V0 at a random t per scene and predict x0 (bootstrapped with
+        probability ``bootstrap_prob``). Otherwise: ``reconstruct`` (U-Net at t=0, or V0).
+        """
+        zero = v0.new_zeros(()).float()
+        stats = {"timestep": zero, "bootstrapped": zero, "loss_x0": zero}
+        if not (training and self.use_diffusion):
+            return self.reconstruct(v0), stats
+        t = self.diffusion.sample_t(v0.shape[0], v0.device)
+        x0 = self.denoise(self.diffusion.noise(v0, t), t)
+        if self.x0_loss_weight > 0:
+            stats["loss_x0"] = (x0.float() - v0.detach().float()).square().mean()
+        bootstrap = self.bootstrap_prob > 0 and float(torch.rand(())) < self.bootstrap_prob
+        if bootstrap:
+            first = x0.detach() if self.bootstrap_detach_first else x0
+            t = self.diffusion.sample_t(v0.shape[0], v0.device)
+            x0 = self.denoise(self.diffusion.noise(first, t), t)
+        stats["timestep"] = t.float().mean()
+        stats["bootstrapped"] = zero + float(bootstrap)
+        return x0, stats
+
+    def _render_training(self, grid: torch.Tensor, targets: TargetViews, checks: FiniteCheck) -> Dict:
+        """Renders n_rays_per_target rays of every target and compares them with the masked targets."""
+        n_scenes, n_views = targets.rgb.shape[:2]
+        weights = targets.crop * ((1.0 - self.ray_fg_weight) + self.ray_fg_weight * targets.fg)
+        rays = sample_training_rays(
+            targets.cameras, self.n_rays_per_target, targets.image_size, weights.flatten(0, 1)
+        )
+        per_scene = lambda x: x.reshape(n_scenes, -1, x.shape[-1])  # (S*T, R, C) -> (S, T*R, C)
+        out = self.renderer(
+            grid, per_scene(rays.origins), per_scene(rays.directions), stratified=True
+        )  # each (S, T*R, C)
+        for key in ("rgb_fine", "rgb_coarse", "opacity"):
+            checks(f"rendered {key}", out[key])
+        gt = per_scene(sample_images_at_rays(targets.stacked().flatten(0, 1), rays.xys_grid))
+        preds = render_losses(out["rgb_fine"], out["rgb_coarse"], out["opacity"], gt)
+        first = slice(0, self.n_rays_per_target)  # the first target of the first scene
+        preds["implicitron_render"] = ImplicitronRender(
+            image_render=out["rgb_fine"][0, first].T[None, :, :, None].detach(),  # (1, 3, R, 1)
+            depth_render=out["depth"][0, first].T[None, :, :, None].detach(),
+            mask_render=out["opacity"][0, first].T[None, :, :, None].detach(),
+        )
+        return preds
+
+    def _render_evaluation(self, grid: torch.Tensor, targets: TargetViews, checks: FiniteCheck) -> Dict:
+        """Full frames of every target at the evaluation size, compared with the masked targets."""
+        size = eval_render_size(targets.image_size, self.render_size_eval)
+        targets = targets.resized(size)
+        out = self.render_grid(grid, targets.cameras, size)  # each (S, T, C, H, W)
+        for key in ("rgb", "opacity"):
+            checks(f"rendered {key}", out[key])
+        to_rays = lambda x: x.permute(0, 1, 3, 4, 2).reshape(x.shape[0], -1, x.shape[2])  # (S, T*H*W, C)
+        gt = to_rays(targets.stacked())
+        # Full frames are rendered with the fine pass only: the coarse loss repeats the fine one.
+        preds = render_losses(to_rays(out["rgb"]), to_rays(out["rgb"]), to_rays(out["opacity"]), gt)
+        preds.update(
+            images_render=out["rgb"], depths_render=out["depth"], masks_render=out["opacity"],
+            images_gt=targets.rgb,
+        )
+        preds["implicitron_render"] = ImplicitronRender(
+            image_render=out["rgb"][0, :1], depth_render=out["depth"][0, :1], mask_render=out["opacity"][0, :1]
+        )
+        return preds
+
+    def _finish(self, preds: Dict, v0: torch.Tensor, grid: torch.Tensor) -> Dict:
+        """Objective from the weighted losses, grid statistics, detached grid for visualisation."""
+        objective = preds["loss_rgb_fine"] + self.coarse_loss_weight * preds["loss_rgb_coarse"]
+        if self.mask_loss_weight > 0:
+            objective = objective + self.mask_loss_weight * preds["loss_mask"]
+        if self.x0_loss_weight > 0:
+            objective = objective + self.x0_loss_weight * preds["loss_x0"]
+        if objective.requires_grad:
+            # A bootstrapped step with a detached first pass leaves the lifter out of the graph;
+            # a zero-weighted term keeps every parameter in it, so DDP never waits for missing grads.
+            objective = objective + 0.0 * v0.float().mean()
+        grid_f = grid.detach().float()
+        preds.update(
+            objective=objective,
+            grid=grid.detach(),
+            grid_abs_mean=grid_f.abs().mean(),
+            grid_std=grid_f.std(),
+        )
+        return preds
+
+
+class _FrameView:
+    """The attributes of a FrameData that SceneBatch.from_frame_data reads (no FrameData needed)."""
+
+    def __init__(self, image_rgb, camera, fg_probability, mask_crop, depth_map, sequence_name):
+        self.image_rgb, self.camera = image_rgb, camera
+        self.fg_probability, self.mask_crop = fg_probability, mask_crop
+        self.depth_map, self.sequence_name = depth_map, sequence_name

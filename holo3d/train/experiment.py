@@ -1,0 +1,145 @@
+"""Experiment: the top of holo3d's config tree, wiring data source, model, optimizer and loop.
+
+    Experiment
+     ├─ data_source        (DataSourceBase, default Holo3DDataSource)
+     ├─ model_factory      (ModelFactoryBase, default HoloModelFactory -> model)
+     ├─ optimizer_factory  (OptimizerFactoryBase, default HoloOptimizerFactory)
+     └─ training_loop      (TrainingLoopBase, default HoloTrainingLoop)
+
+Its default arguments are stored in Hydra's ConfigStore as ``default_config``; every YAML in
+``configs/`` starts from it, so every key is typed and a misspelt key fails before any work starts.
+"""
+
+
+import logging
+import os
+from pathlib import Path
+from typing import Dict
+
+from omegaconf import DictConfig, OmegaConf
+from pytorch3d.implicitron.dataset.data_source import DataSourceBase
+from pytorch3d.implicitron.tools.config import (
+    Configurable,
+    get_default_args,
+    remove_unused_components,
+    run_auto_creation,
+)
+
+from holo3d.train.atomic_file import write_text_atomic
+from holo3d.train.model_factory import ModelFactoryBase
+from holo3d.train.optimizer_factory import OptimizerFactoryBase
+from holo3d.train.rng_state import seed_everything
+from holo3d.train.training_loop import TrainingLoopBase
+
+logger = logging.getLogger("holo3d")
+
+EXPCONFIG_NAME = "expconfig.yaml"
+
+
+class Experiment(Configurable):
+    """
+    Members:
+        data_source: yields the datasets and data loaders.
+        model_factory: builds the model and finds the checkpoint to resume from.
+        optimizer_factory: builds the optimizer and LR schedule.
+        training_loop: runs training, validation, checkpointing and monitoring.
+        seed: base seed (offset by the process rank).
+        exp_dir: where the config, checkpoints, logs and results go.
+    """
+
+    data_source: DataSourceBase
+    data_source_class_type: str = "Holo3DDataSource"
+    model_factory: ModelFactoryBase
+    model_factory_class_type: str = "HoloModelFactory"
+    optimizer_factory: OptimizerFactoryBase
+    optimizer_factory_class_type: str = "HoloOptimizerFactory"
+    training_loop: TrainingLoopBase
+    training_loop_class_type: str = "HoloTrainingLoop"
+    seed: int = 42
+    exp_dir: str = "exp/default"
+
+    @classmethod
+    def pre_expand(cls) -> None:
+        # Registration must not depend on import order: import every registering package here.
+        import holo3d.data  # noqa: F401
+        import holo3d.models  # noqa: F401
+        import holo3d.train.model_factory  # noqa: F401
+        import holo3d.train.optimizer_factory  # noqa: F401
+        import holo3d.train.training_loop  # noqa: F401
+
+    def __post_init__(self):
+        # Seed before the components are built: model initialisation must be reproducible.
+        seed_everything(self.seed)
+        run_auto_creation(self)
+        check_frames_cover_model(self)
+
+    def run(self, config: DictConfig) -> Dict[str, float]:
+        """Trains; ``config`` is the resolved config this experiment was built from."""
+        exp_dir = prepare_exp_dir(self.exp_dir)
+        attach_log_file(exp_dir)
+        config_yaml = OmegaConf.to_yaml(config, resolve=True)
+        if _is_rank_zero():
+            write_text_atomic(exp_dir / EXPCONFIG_NAME, config_yaml)
+        return self.training_loop.run(
+            data_source=self.data_source,
+            model_factory=self.model_factory,
+            optimizer_factory=self.optimizer_factory,
+            exp_dir=str(exp_dir),
+            seed=self.seed,
+            config_yaml=config_yaml,
+        )
+
+
+def default_config() -> DictConfig:
+    """The full default config of the selected components (what ``default_config`` resolves to)."""
+    cfg = get_default_args(Experiment)
+    return cfg
+
+
+def pruned_config(cfg: DictConfig) -> DictConfig:
+    """``cfg`` without the argument blocks of components that are not selected."""
+    cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
+    remove_unused_components(cfg)
+    return cfg
+
+
+def check_frames_cover_model(experiment: Experiment) -> None:
+    """A scene needs the model's targets plus at least one source view; say so at config time."""
+    source = experiment.data_source
+    loader = getattr(source, "data_loader_map_provider", source)
+    frames = getattr(loader, "frames_per_scene", None)
+    model_args = getattr(experiment.model_factory, "model", None)
+    needed = getattr(model_args, "min_frames_per_scene", None)
+    if frames is not None and needed is not None and frames < needed:
+        raise ValueError(
+            f"data_source...frames_per_scene={frames} but the model needs at least {needed} frames "
+            f"per scene (n_targets={getattr(model_args, 'n_targets', '?')} targets + 1 source); "
+            "raise frames_per_scene or lower the model's n_targets"
+        )
+
+
+def prepare_exp_dir(exp_dir: str) -> Path:
+    """Creates exp_dir and proves it writable, before any data is loaded."""
+    path = Path(exp_dir).expanduser().resolve()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write_test_{os.getpid()}"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as error:
+        raise PermissionError(f"exp_dir={exp_dir!r} is not writable: {error}") from error
+    return path
+
+
+def attach_log_file(exp_dir: Path) -> None:
+    root = logging.getLogger("holo3d")
+    root.setLevel(logging.INFO)
+    log_path = str(exp_dir / "train.log")
+    if not any(getattr(h, "baseFilename", None) == log_path for h in root.handlers):
+        handler = logging.FileHandler(log_path)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+
+
+def _is_rank_zero() -> bool:
+    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0

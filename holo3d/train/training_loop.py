@@ -1,0 +1,312 @@
+"""TrainingLoop: run -> epoch -> step, validation, checkpoints and monitoring, on accelerate.
+
+One code path serves CPU, one GPU and many GPUs (``accelerate launch`` or ``torchrun``): accelerate
+wraps the model in DDP and shards the batch sampler, rank 0 alone writes checkpoints and logs.
+"""
+
+
+import itertools
+import logging
+import signal
+import time
+from dataclasses import dataclass
+from typing import Any, Dict, Optional
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DistributedDataParallelKwargs
+from pytorch3d.implicitron.models.renderer.base import EvaluationMode
+from pytorch3d.implicitron.tools.config import ReplaceableBase, registry
+from tqdm import tqdm
+
+from holo3d.train.checkpoint import check_state_dict_compatible, save_checkpoint
+from holo3d.train.ema import EMA
+from holo3d.train.monitor import TrainingMonitor
+from holo3d.train.rng_state import capture_rng_state, restore_rng_state, seed_everything
+from holo3d.train.stats import RunningStats, format_stats, gpu_memory_gib, scalar_values
+
+logger = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training produced non-finite losses too many steps in a row."""
+
+
+@dataclass
+class LoopPosition:
+    """Where the loop is: completed epochs, batches done in the current epoch, total batches."""
+
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    iteration: int = 0
+
+
+class TrainingLoopBase(ReplaceableBase):
+    def run(self, *, data_source, model_factory, optimizer_factory, exp_dir: str, seed: int,
+            config_yaml: str) -> Dict[str, float]:
+        raise NotImplementedError()
+
+
+@registry.register
+class HoloTrainingLoop(TrainingLoopBase):
+    """
+    Members:
+        max_epochs: epochs to train (an epoch is the data loader's dataset_length_train batches).
+        mixed_precision: "no" or "bf16" (autocast; weights and optimizer stay fp32).
+        clip_grad_norm: clip the global gradient norm to this (0: off).
+        gradient_accumulation_steps: batches per optimizer step.
+        ema_decay: EMA of weights (0: off); the EMA is used for validation and sampling.
+        max_nonfinite_steps: stop with an error after this many non-finite losses in a row.
+        checkpoint_interval_epochs / keep_last_checkpoints: checkpoint cadence and retention.
+        validation_interval_epochs / n_validation_batches: validation cadence and size.
+        log_interval / visualize_interval: iterations between scalar logs / image panels.
+        sample_video_interval_epochs: epochs between short sample videos (diffusion models; 0: off).
+        logger: visdom | tensorboard | none.
+    """
+
+    max_epochs: int = 100
+    mixed_precision: str = "no"
+    clip_grad_norm: float = 0.0
+    gradient_accumulation_steps: int = 1
+    ema_decay: float = 0.0
+    ema_start_iteration: int = 0
+    max_nonfinite_steps: int = 10
+    checkpoint_interval_epochs: int = 1
+    keep_last_checkpoints: int = 3
+    validation_interval_epochs: int = 1
+    n_validation_batches: int = 4
+    log_interval: int = 10
+    visualize_interval: int = 200
+    sample_video_interval_epochs: int = 0
+    logger: str = "visdom"
+    visdom_server: str = "http://127.0.0.1"
+    visdom_port: int = 8097
+
+    def __post_init__(self):
+        if self.mixed_precision not in ("no", "bf16"):
+            raise ValueError(f"training_loop.mixed_precision={self.mixed_precision!r}; use 'no' or 'bf16'")
+        if self.gradient_accumulation_steps < 1:
+            raise ValueError("training_loop.gradient_accumulation_steps must be >= 1")
+
+    def run(self, *, data_source, model_factory, optimizer_factory, exp_dir, seed, config_yaml):
+        accelerator = Accelerator(
+            mixed_precision=self.mixed_precision,
+            gradient_accumulation_steps=self.gradient_accumulation_steps,
+            cpu=not torch.cuda.is_available(),
+            # Models may leave some parameters unused in a step (e.g. the U-Net in baselines).
+            kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+        )
+        seed_everything(seed + accelerator.process_index)
+        _, loaders = data_source.get_datasets_and_dataloaders()
+        model = model_factory(exp_dir).to(accelerator.device)
+        resume = model_factory.resume_state(exp_dir)
+        optimizer, scheduler = optimizer_factory(model, len(loaders.train), self.max_epochs)
+        ema = EMA(model, self.ema_decay, self.ema_start_iteration) if self.ema_decay > 0 else None
+        position = self._restore(resume, model, ema, optimizer, scheduler)
+        model, optimizer = accelerator.prepare(model, optimizer)
+        train_loader = loaders.train
+        if accelerator.num_processes > 1:
+            train_loader = accelerator.prepare_data_loader(train_loader, device_placement=False)
+        monitor = TrainingMonitor.create(self, exp_dir, accelerator.is_main_process)
+        session = _Session(self, accelerator, model, ema, optimizer, scheduler, monitor, exp_dir,
+                           config_yaml)
+        try:
+            return session.train(train_loader, loaders.val, position)
+        finally:
+            monitor.close()
+
+    def _restore(self, state, model, ema, optimizer, scheduler) -> LoopPosition:
+        if state is None:
+            return LoopPosition()
+        check_state_dict_compatible(state["model"], model.state_dict(), source=state["path"])
+        model.load_state_dict(state["model"])
+        if ema is not None:
+            ema.load_state_dict(state.get("ema") or state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        restore_rng_state(state["rng"])
+        logger.info("resumed from %s (epoch %d, iteration %d)", state["path"], state["epoch"],
+                    state["iteration"])
+        return LoopPosition(state["epoch"], state.get("batch_in_epoch", 0), state["iteration"])
+
+
+class _Session:
+    """The state of one training run; methods are the loop's steps."""
+
+    def __init__(self, cfg, accelerator, model, ema, optimizer, scheduler, monitor, exp_dir,
+                 config_yaml):
+        self.cfg, self.accelerator, self.model, self.ema = cfg, accelerator, model, ema
+        self.optimizer, self.scheduler, self.monitor = optimizer, scheduler, monitor
+        self.exp_dir, self.config_yaml = exp_dir, config_yaml
+        self.nonfinite_in_a_row = 0
+        self.stop_requested = False
+
+    # ---- run -> epoch -> step ----
+
+    def train(self, train_loader, val_loader, position: LoopPosition) -> Dict[str, float]:
+        means: Dict[str, float] = {}
+        with _StopSignals(self):
+            while position.epoch < self.cfg.max_epochs and not self.stop_requested:
+                means = self.epoch(train_loader, position)
+                if self.stop_requested:
+                    break
+                position.epoch, position.batch_in_epoch = position.epoch + 1, 0
+                self.end_of_epoch(val_loader, position)
+        if self.stop_requested:
+            self.checkpoint(position)
+            logger.warning("stopped by signal at iteration %d; checkpoint written", position.iteration)
+        return means
+
+    def epoch(self, loader, position: LoopPosition) -> Dict[str, float]:
+        sampler = getattr(loader, "batch_sampler", None)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(position.epoch)
+        stats = RunningStats()
+        batches = itertools.islice(iter(loader), position.batch_in_epoch, None)
+        progress = tqdm(batches, total=len(loader) - position.batch_in_epoch, leave=False,
+                        desc=f"epoch {position.epoch}", disable=not self.accelerator.is_main_process)
+        tic = time.perf_counter()
+        for batch in progress:
+            values = self.step(batch.to(self.accelerator.device), position)
+            position.batch_in_epoch += 1
+            position.iteration += 1
+            if values is not None:
+                values["sec_per_it"] = time.perf_counter() - tic
+                stats.update(values)
+                self.after_step(values, position, progress)
+            tic = time.perf_counter()
+            if self.stop_requested:
+                break
+        means = stats.means()
+        logger.info("epoch %d train: %s", position.epoch, format_stats(means, ("objective", "psnr")))
+        return means
+
+    def step(self, batch, position: LoopPosition) -> Optional[Dict[str, float]]:
+        """One forward/backward; None when the loss was non-finite and the step was skipped."""
+        model, accelerator = self.model, self.accelerator
+        model.train()
+        with accelerator.accumulate(model):
+            with accelerator.autocast():
+                preds = model(**batch, evaluation_mode=EvaluationMode.TRAINING,
+                              iteration=position.iteration)
+            values = scalar_values(preds, _log_vars(model))
+            if not all(map(_is_finite, values.values())):
+                self.skip_nonfinite(values, position)
+                return None
+            self.nonfinite_in_a_row = 0
+            accelerator.backward(preds["objective"])
+            if accelerator.sync_gradients and self.cfg.clip_grad_norm > 0:
+                accelerator.clip_grad_norm_(model.parameters(), self.cfg.clip_grad_norm)
+            self.optimizer.step()
+            if accelerator.sync_gradients:
+                self.scheduler.step()
+                if self.ema is not None:
+                    self.ema.update(accelerator.unwrap_model(model), position.iteration)
+            self.optimizer.zero_grad(set_to_none=True)
+        self.last_preds = preds
+        return values
+
+    def skip_nonfinite(self, values: Dict[str, float], position: LoopPosition) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        self.nonfinite_in_a_row += 1
+        bad = {k: v for k, v in values.items() if not _is_finite(v)}
+        logger.warning("iteration %d: non-finite %s; step skipped (%d in a row)",
+                       position.iteration, bad, self.nonfinite_in_a_row)
+        if self.nonfinite_in_a_row >= self.cfg.max_nonfinite_steps:
+            raise NonFiniteLossError(
+                f"{self.nonfinite_in_a_row} non-finite losses in a row (last at iteration "
+                f"{position.iteration}: {bad}); stopping. Lower the learning rate or enable "
+                "training_loop.clip_grad_norm."
+            )
+
+    def after_step(self, values: Dict[str, float], position: LoopPosition, progress) -> None:
+        values["lr"] = self.scheduler.get_last_lr()[0]
+        values["gpu_memory_gib"] = gpu_memory_gib(self.accelerator.device)
+        if position.iteration % self.cfg.log_interval == 0:
+            progress.set_postfix_str(format_stats(values, ("objective", "psnr")))
+            self.monitor.scalars(position.iteration, values, "train")
+        if self.cfg.visualize_interval > 0 and position.iteration % self.cfg.visualize_interval == 0:
+            self.monitor.panels(position.iteration, self.last_preds)
+
+    # ---- end of epoch: validation, sample video, checkpoint ----
+
+    def end_of_epoch(self, val_loader, position: LoopPosition) -> None:
+        cfg = self.cfg
+        if val_loader is not None and _due(position.epoch, cfg.validation_interval_epochs):
+            self.validate(val_loader, position)
+        if _due(position.epoch, cfg.sample_video_interval_epochs):
+            self.monitor.sample_video(position.iteration, self.eval_model())
+        if _due(position.epoch, cfg.checkpoint_interval_epochs) or position.epoch == cfg.max_epochs:
+            self.checkpoint(position)
+
+    def eval_model(self) -> torch.nn.Module:
+        return self.ema.module if self.ema is not None else self.accelerator.unwrap_model(self.model)
+
+    @torch.no_grad()
+    def validate(self, loader, position: LoopPosition) -> Dict[str, float]:
+        model = self.eval_model().eval()
+        stats = RunningStats()
+        for batch in itertools.islice(loader, self.cfg.n_validation_batches):
+            with self.accelerator.autocast():
+                preds = model(**batch.to(self.accelerator.device),
+                              evaluation_mode=EvaluationMode.EVALUATION)
+            stats.update(scalar_values(preds, _log_vars(model)))
+        means = stats.means()
+        logger.info("epoch %d val: %s", position.epoch, format_stats(means, ("objective", "psnr")))
+        self.monitor.scalars(position.iteration, means, "val")
+        return means
+
+    def checkpoint(self, position: LoopPosition) -> None:
+        self.accelerator.wait_for_everyone()
+        if not self.accelerator.is_main_process:
+            return
+        state = {
+            "model": self.accelerator.unwrap_model(self.model).state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": capture_rng_state(),
+            "epoch": position.epoch,
+            "batch_in_epoch": position.batch_in_epoch,
+            "iteration": position.iteration,
+            "config": self.config_yaml,
+        }
+        path = save_checkpoint(self.exp_dir, position.epoch, state, self.cfg.keep_last_checkpoints)
+        logger.info("checkpoint %s", path)
+
+
+class _StopSignals:
+    """SIGTERM/SIGINT ask the loop to stop after the current step and write a checkpoint."""
+
+    def __init__(self, session: _Session):
+        self.session = session
+        self.previous: Dict[int, Any] = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self.previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: signals cannot be handled here
+                pass
+        return self
+
+    def _handle(self, signum, frame):
+        logger.warning("received signal %d: stopping after this step", signum)
+        self.session.stop_requested = True
+        signal.signal(signum, self.previous.get(signum, signal.SIG_DFL))  # a second one kills
+
+    def __exit__(self, *exc):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+def _log_vars(model: torch.nn.Module):
+    return getattr(model, "log_vars", None) or getattr(getattr(model, "module", None), "log_vars")
+
+
+def _is_finite(value: float) -> bool:
+    return value == value and abs(value) != float("inf")
+
+
+def _due(epoch: int, interval: int) -> bool:
+    return interval > 0 and epoch % interval == 0

@@ -1,0 +1,110 @@
+import torch
+from pytorch3d.implicitron.tools.config import get_default_args
+from torch import nn
+
+from holo3d.render.rays import full_image_rays
+from holo3d.render.trajectories import turntable_cameras
+from holo3d.render.volume_renderer import VolumeRenderer, importance_depths
+from holo3d.render.voxel_grid import voxel_centers
+
+COLOUR = torch.tensor([0.2, 0.6, 0.9])
+
+
+class _AnalyticField(nn.Module):
+    """Feature channel 0 is occupancy (density = 100 x occupancy), channels 1:4 colour x occupancy."""
+
+    def forward(self, features, directions):
+        occupancy = features[..., :1].clamp_min(0)
+        return 100.0 * occupancy, (features[..., 1:4] / occupancy.clamp_min(1e-6)).clamp(0, 1)
+
+
+def _sphere_grid(resolution=32, radius=0.5):
+    inside = (voxel_centers(resolution).norm(dim=-1) < radius).float()  # (D, H, W)
+    colour = COLOUR[:, None, None, None].expand(3, *inside.shape)
+    return torch.cat([inside[None], colour * inside])[None]  # (1, 4, D, H, W)
+
+
+def _renderer(**kwargs):
+    renderer = VolumeRenderer(feature_channels=4, n_pts_coarse=48, n_pts_fine=16, **kwargs)
+    renderer.mlp = _AnalyticField()
+    return renderer.eval()
+
+
+def test_renders_an_analytic_sphere_per_scene():
+    renderer = _renderer(bg_color=(1.0, 1.0, 1.0))
+    grid = torch.cat([_sphere_grid(), torch.zeros_like(_sphere_grid())])  # scene 1 is empty
+    cameras = turntable_cameras(4, elevation_deg=30.0, distance=3.0, focal_length=2.0)
+    size = (20, 24)
+    out = renderer.render_image(grid, cameras, size)  # S=2 scenes x V=2 views
+    assert out["rgb"].shape == (2, 2, 3, *size) and out["opacity"].shape == (2, 2, 1, *size)
+
+    rays = full_image_rays(cameras[[0, 1]], size)
+    d = rays.directions / rays.directions.norm(dim=-1, keepdim=True)
+    # Distance of each ray from the sphere centre (the origin).
+    miss = torch.linalg.cross(rays.origins, d).norm(dim=-1).reshape(2, *size)  # (V, H, W)
+    opacity = out["opacity"][0, :, 0]
+    inside, outside = miss < 0.4, miss > 0.6
+    assert inside.sum() > 20 and outside.sum() > 100
+    assert opacity[inside].min() > 0.99 and opacity[outside].max() < 1e-3
+    rgb = out["rgb"][0].permute(0, 2, 3, 1)  # (V, H, W, 3)
+    torch.testing.assert_close(rgb[inside], COLOUR.expand(int(inside.sum()), 3), atol=1e-2, rtol=0)
+    torch.testing.assert_close(rgb[outside], torch.ones(int(outside.sum()), 3), atol=1e-3, rtol=0)
+    # The central ray meets the sphere's front at camera z-depth 3 - radius.
+    centre_depth = out["depth"][0, :, 0, 9:11, 11:13]
+    torch.testing.assert_close(centre_depth, torch.full_like(centre_depth, 2.5), atol=0.05, rtol=0)
+    # The empty scene renders as pure background.
+    assert out["opacity"][1].max() < 1e-6
+    torch.testing.assert_close(out["rgb"][1], torch.ones_like(out["rgb"][1]))
+
+
+def test_render_image_is_independent_of_chunk_size():
+    torch.manual_seed(0)
+    renderer = VolumeRenderer(
+        feature_channels=8, n_pts_coarse=16, n_pts_fine=8, render_mlp_args={"hidden_dim": 16}
+    ).eval()
+    grid = torch.randn(2, 8, 6, 6, 6)
+    cameras = turntable_cameras(6, distance=2.8)
+    big = renderer.render_image(grid, cameras, (10, 12), chunk_size=2**18)
+    small = renderer.render_image(grid, cameras, (10, 12), chunk_size=37)
+    assert big["rgb"].shape == (2, 3, 3, 10, 12)
+    for key in big:
+        torch.testing.assert_close(big[key], small[key], atol=1e-5, rtol=1e-5)
+
+
+def test_training_forward_shapes_gradients_and_reproducible_jitter():
+    torch.manual_seed(0)
+    renderer = VolumeRenderer(feature_channels=8, n_pts_coarse=12, n_pts_fine=6,
+                              render_mlp_args={"hidden_dim": 16}).train()
+    grid = torch.randn(2, 8, 4, 4, 4, requires_grad=True)
+    rays = full_image_rays(turntable_cameras(2, distance=2.5), (5, 5))
+    out = renderer(grid, rays.origins, rays.directions, generator=torch.Generator().manual_seed(3))
+    assert out["rgb_coarse"].shape == out["rgb_fine"].shape == (2, 25, 3)
+    assert out["depth"].shape == out["opacity"].shape == (2, 25, 1)
+    (out["rgb_coarse"].sum() + out["rgb_fine"].sum()).backward()
+    assert grid.grad.abs().sum() > 0
+    assert all(p.grad is not None for p in renderer.parameters())
+    again = renderer(grid, rays.origins, rays.directions, generator=torch.Generator().manual_seed(3))
+    other = renderer(grid, rays.origins, rays.directions, generator=torch.Generator().manual_seed(4))
+    torch.testing.assert_close(out["rgb_fine"], again["rgb_fine"])
+    assert not torch.allclose(out["rgb_fine"], other["rgb_fine"])
+
+
+def test_coarse_only_and_default_args():
+    args = get_default_args(VolumeRenderer)
+    assert args.n_pts_coarse == 64 and args.n_pts_fine == 16 and args.render_mlp_args is None
+    renderer = VolumeRenderer(feature_channels=4, n_pts_fine=0, render_mlp_args={"hidden_dim": 8})
+    rays = full_image_rays(turntable_cameras(1), (3, 3))
+    out = renderer.eval()(torch.randn(1, 4, 4, 4, 4), rays.origins, rays.directions)
+    torch.testing.assert_close(out["rgb_coarse"], out["rgb_fine"])
+
+
+def test_importance_depths_follow_the_weights():
+    edges = torch.linspace(0.0, 1.0, 11).expand(3, 11)  # (R, K + 1)
+    weights = torch.zeros(3, 10)
+    weights[:, 7] = 1.0  # all mass in [0.7, 0.8]
+    det = importance_depths(edges, weights, 32, jitter=False)
+    rnd = importance_depths(edges, weights, 32, jitter=True, generator=torch.Generator().manual_seed(0))
+    for depths in (det, rnd):
+        assert ((depths >= 0.7) & (depths <= 0.8)).float().mean() > 0.95
+        assert depths.min() >= 0 and depths.max() <= 1
+    torch.testing.assert_close(det, torch.sort(det, dim=-1).values)
