@@ -6,7 +6,8 @@ so a network may predict whichever trains best and the samplers still receive x0
 
 Conventions: ``t`` is a (B,) int64 0-based timestep, ``alpha_bars`` the (T,) schedule, and
 ``alpha_bar`` a per-sample (B,) value (``alpha_bars[t]``, or 1 / (1 + sigma^2) for continuous sigma).
-Data tensors are (B, C, H, W) or (B, C, D, H, W).
+Data tensors are (B, C, H, W) or (B, C, D, H, W). Keep ``alpha_bars`` on the data's device (e.g. a
+registered buffer) in training loops; otherwise each call copies it there.
 """
 
 from __future__ import annotations

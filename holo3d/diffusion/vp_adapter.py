@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+import torch
 from torch import Tensor
 
 from ._sampling import DenoiseFn
@@ -32,8 +33,12 @@ def vp_denoiser_as_sigma_denoiser(
     exact 1 / sqrt(1 + sigma^2), so keep sampling sigmas inside ``vp_sigma_range(alpha_bars)``.
     """
 
+    on_device = {}  # alpha_bars per device: avoids a host-to-device copy (and sync) every step
+
     def denoiser(x_sigma: Tensor, sigma: Tensor, **cond) -> Tensor:
-        t = sigma_to_t(sigma, alpha_bars)  # (B,)
+        if sigma.device not in on_device:
+            on_device[sigma.device] = alpha_bars.to(sigma.device, torch.float64)
+        t = sigma_to_t(sigma, on_device[sigma.device])  # (B,)
         if round_t:
             t = t.round().long()
         x_t = x_sigma * as_coef((1 + sigma.double() ** 2).rsqrt(), x_sigma)  # sqrt(ab) x_sigma

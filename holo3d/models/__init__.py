@@ -1,1 +1,18 @@
-"""holo3d.models"""
+"""holo3d.models: registered models and their plain nn.Module leaves.
+
+    unet3d          UNet3D: timestep-conditioned 3D U-Net denoiser (leaf)
+    feature_lift    FeatureLifter: posed images -> pooled voxel feature grid V0 (leaf)
+    grid_diffusion  GridDiffusion: DDPM schedule + sampler glue for grids
+    target_views    TargetViews: target / source split of a SceneBatch, render losses
+    losses          photometric losses and PSNR on rendered rays
+    numerics        FiniteCheck: non-finite grids / renders reported with the iteration
+    holo_diffusion  HoloDiffusionModel (registered ImplicitronModelBase)
+
+Importing this package registers every model, so registration never depends on import order.
+"""
+
+from holo3d.models.feature_lift import FeatureLifter
+from holo3d.models.holo_diffusion import HoloDiffusionModel
+from holo3d.models.unet3d import UNet3D
+
+__all__ = ["FeatureLifter", "HoloDiffusionModel", "UNet3D"]

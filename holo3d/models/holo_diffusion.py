@@ -305,8 +305,6 @@ class HoloDiffusionModel(ImplicitronModelBase):  # pyre-ignore[13]
                 f"{n_targets + 1} ({n_targets} targets + 1 source view); raise the data loader's "
                 f"frames_per_scene or lower n_targets"
             )
-        if not self.mask_images:
-            return batch
         return batch
 
     def _grid_for_rendering(self, v0: torch.Tensor, training: bool) -> Tuple[torch.Tensor, Dict]:

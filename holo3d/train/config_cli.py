@@ -21,7 +21,9 @@ from omegaconf import DictConfig, OmegaConf
 from holo3d.train.experiment import Experiment, default_config
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
-_KEY_IN_ERROR = re.compile(r"(?:Key '([^']+)'|key: ([\w.\[\]]+)|full_key: ([\w.\[\]]+))")
+_KEY_IN_ERROR = re.compile(
+    r"(?:full_key: ([\w.\[\]]+)|override '([^']+)'|Key '([^']+)'|key: ([\w.\[\]]+))"
+)
 
 
 def register_default_config() -> None:

@@ -28,6 +28,14 @@ def env_name_from_exp_dir(exp_dir: str | Path) -> str:
     return name or "holo3d"
 
 
+def display_size(height: int, width: int, smallest: int = 256, largest: int = 512):
+    """On-screen (height, width): small renders scaled up to ``smallest`` px on their long side,
+    big ones down to ``largest``, aspect kept."""
+    long_side = max(height, width)
+    scale = min(max(1.0, smallest / long_side), largest / long_side)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
 def window_id(kind: str, name: str) -> str:
     return f"{kind}_{_UNSAFE.sub('-', name)}"
 
@@ -108,7 +116,10 @@ class VisdomLogger(ExperimentLogger):
                     win=window_id("scalar", name), name=split, update="append", opts=opts)
 
     def _post_image(self, client: Any, step: int, name: str, image: torch.Tensor) -> None:
-        opts = dict(title=name, caption=f"{name} @ step {step}", store_history=self.image_history)
+        # visdom sizes an image window from opts width/height and stretches the image to it.
+        height, width = display_size(*image.shape[-2:])
+        opts = dict(title=f"{name}  (step {step})", width=width, height=height,
+                    store_history=self.image_history)
         client.image(image.numpy(), win=window_id("image", name), opts=opts)
 
     def _post_video(self, client: Any, step: int, name: str, frames: torch.Tensor, fps: int):
@@ -117,10 +128,10 @@ class VisdomLogger(ExperimentLogger):
         from holo3d.viz.gif_encoding import encode_gif
 
         gif = base64.b64encode(encode_gif(frames, fps)).decode("ascii")
-        height, width = frames.shape[-2:]
+        height, width = display_size(*frames.shape[-2:])
         html = (f'<img src="data:image/gif;base64,{gif}" alt="{name}" '
-                f'style="max-width:100%"><br><small>{name} @ step {step}</small>')
-        opts = dict(title=name, width=max(240, width + 40), height=max(200, height + 80))
+                f'style="width:{width}px;height:{height}px;image-rendering:pixelated">')
+        opts = dict(title=f"{name}  (step {step})", width=width + 30, height=height + 50)
         client.text(html, win=window_id("video", name), opts=opts)
 
 
