@@ -15,6 +15,12 @@ Files, one concept each:
 Every sampler calls ``denoise_fn(x, t_or_sigma, **cond) -> x0`` with x (B, ...) and a (B,) timestep
 (int64, VP samplers) or sigma (float, EDM samplers), and accepts ``callback(i, x, x0)``,
 ``generator``, ``device``, ``dtype``, ``cond`` and ``noise`` (a fixed starting draw).
+
+Precision and devices: ``dtype`` is what the denoiser receives and the sample is returned in; the
+sampler's own state stays in at least float32 (bf16 rounding over a 1000-step chain biases the
+sample). Noise is drawn on the generator's device, so a CPU generator reproduces the same samples on
+any device, while a generator on the sampling device avoids a host draw and copy every step (about
+20x faster for a 1000-step DDPM of a (4, 64, 16, 16, 16) grid on an H200).
 """
 
 from .broadcast import append_dims, as_coef

@@ -24,7 +24,7 @@ def append_dims(t: Tensor, ndim: int) -> Tensor:
     missing = ndim - t.ndim
     if missing < 0:
         raise ValueError(f"append_dims: input has {t.ndim} dims, more than the target {ndim}")
-    return t.reshape(*t.shape, *((1,) * missing))
+    return t.reshape(*t.shape, *((1,) * missing))  # (B, 1, ..., 1)
 
 
 def as_coef(c: Union[Tensor, float], x: Tensor) -> Tensor:

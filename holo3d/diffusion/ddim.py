@@ -11,7 +11,7 @@ from typing import Mapping, Optional, Sequence
 import torch
 from torch import Tensor
 
-from ._sampling import Callback, DenoiseFn, call_denoiser, initial_noise, level_vector
+from ._sampling import Callback, DenoiseFn, call_denoiser, initial_state, level_vector
 from .noise import randn
 from .schedules import spaced_timesteps
 
@@ -54,11 +54,11 @@ def sample_ddim(
     Returns:
         x_0 sample, (B, ...).
     """
-    x = initial_noise(shape, noise, generator, device, dtype)
+    x, out_dtype = initial_state(shape, noise, generator, device, dtype)  # x: >= float32 state
     ab = alpha_bars.to(torch.float64).cpu().tolist()
     timesteps = spaced_timesteps(len(ab), steps).tolist()
     for i, t in enumerate(timesteps):
-        x0 = call_denoiser(denoise_fn, x, level_vector(t, x, integer=True), cond)
+        x0 = call_denoiser(denoise_fn, x, level_vector(t, x, integer=True), cond, out_dtype)
         if clip_x0:
             x0 = x0.clamp(-1, 1)
         ab_t = ab[t]
@@ -70,4 +70,4 @@ def sample_ddim(
             x = x + sigma_t * randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
         if callback is not None:
             callback(i, x, x0)
-    return x
+    return x.to(out_dtype)

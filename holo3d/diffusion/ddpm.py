@@ -11,7 +11,7 @@ from typing import Mapping, Optional, Sequence
 import torch
 from torch import Tensor
 
-from ._sampling import Callback, DenoiseFn, call_denoiser, initial_noise, level_vector
+from ._sampling import Callback, DenoiseFn, call_denoiser, initial_state, level_vector
 from .forward_process import posterior_coefficients
 from .noise import randn
 
@@ -42,11 +42,11 @@ def sample_ddpm(
     Returns:
         x_0 sample, (B, ...).
     """
-    x = initial_noise(shape, noise, generator, device, dtype)
+    x, out_dtype = initial_state(shape, noise, generator, device, dtype)  # x: >= float32 state
     c_x0, c_xt, beta_tilde = (c.tolist() for c in posterior_coefficients(alpha_bars.cpu()))
     num_steps = len(c_x0)
     for i, t in enumerate(range(num_steps - 1, -1, -1)):
-        x0 = call_denoiser(denoise_fn, x, level_vector(t, x, integer=True), cond)
+        x0 = call_denoiser(denoise_fn, x, level_vector(t, x, integer=True), cond, out_dtype)
         if clip_x0:
             x0 = x0.clamp(-1, 1)
         x = c_x0[t] * x0 + c_xt[t] * x  # posterior mean, DDPM eq. 7
@@ -55,4 +55,4 @@ def sample_ddpm(
             x = x + beta_tilde[t] ** 0.5 * z
         if callback is not None:
             callback(i, x, x0)
-    return x
+    return x.to(out_dtype)

@@ -13,7 +13,7 @@ from typing import Mapping, Optional, Sequence
 import torch
 from torch import Tensor
 
-from ._sampling import Callback, DenoiseFn, call_denoiser, initial_noise, level_vector
+from ._sampling import Callback, DenoiseFn, call_denoiser, initial_state, level_vector
 from .noise import randn
 
 
@@ -27,9 +27,11 @@ def churn_gamma(sigma: float, num_steps: int, S_churn: float, S_tmin: float, S_t
     return min(S_churn / num_steps, math.sqrt(2) - 1)
 
 
-def _ode_slope(denoise_fn: DenoiseFn, x: Tensor, sigma: float, cond) -> tuple[Tensor, Tensor]:
+def _ode_slope(
+    denoise_fn: DenoiseFn, x: Tensor, sigma: float, cond, model_dtype: torch.dtype
+) -> tuple[Tensor, Tensor]:
     """(d, x0): d = (x - D(x; sigma)) / sigma, the ODE slope dx/dsigma (Algorithm 2 lines 7/10)."""
-    x0 = call_denoiser(denoise_fn, x, level_vector(sigma, x), cond)
+    x0 = call_denoiser(denoise_fn, x, level_vector(sigma, x), cond, model_dtype)
     return (x - x0) / sigma, x0
 
 
@@ -53,7 +55,8 @@ def _sample_edm(
     """Algorithm 2 of EDM; ``second_order=False`` drops the Heun correction (Euler)."""
     levels = sigmas.to(torch.float64).cpu().tolist()
     num_steps = len(levels) - 1
-    x = initial_noise(shape, noise, generator, device, dtype) * levels[0]
+    x, out_dtype = initial_state(shape, noise, generator, device, dtype)  # x: >= float32 state
+    x = x * levels[0]
     for i in range(num_steps):
         sigma, sigma_next = levels[i], levels[i + 1]
         gamma = churn_gamma(sigma, num_steps, S_churn, S_tmin, S_tmax)
@@ -61,15 +64,15 @@ def _sample_edm(
         if gamma > 0:  # lines 5-6: raise the noise level to sigma_hat with fresh noise
             z = randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
             x = x + (sigma_hat**2 - sigma**2) ** 0.5 * S_noise * z
-        d, x0 = _ode_slope(denoise_fn, x, sigma_hat, cond)
+        d, x0 = _ode_slope(denoise_fn, x, sigma_hat, cond, out_dtype)
         x_next = x + (sigma_next - sigma_hat) * d  # line 8: Euler step
         if second_order and sigma_next > 0:  # lines 9-11: trapezoidal (Heun) correction
-            d_next, _ = _ode_slope(denoise_fn, x_next, sigma_next, cond)
+            d_next, _ = _ode_slope(denoise_fn, x_next, sigma_next, cond, out_dtype)
             x_next = x + (sigma_next - sigma_hat) * 0.5 * (d + d_next)
         x = x_next
         if callback is not None:
             callback(i, x, x0)
-    return x
+    return x.to(out_dtype)
 
 
 @torch.no_grad()

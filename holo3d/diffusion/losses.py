@@ -20,7 +20,7 @@ from .noise import randn
 
 def _per_sample_mean(err: Tensor) -> Tensor:
     """(B, ...) -> (B,) mean over everything but the batch dim."""
-    return err.reshape(err.shape[0], -1).mean(dim=1)
+    return err.reshape(err.shape[0], -1).mean(dim=1)  # (B, C*H*W or C*D*H*W) -> (B,)
 
 
 def x0_mse_loss(x0_pred: Tensor, x0: Tensor) -> Tensor:

@@ -50,10 +50,10 @@ class RenderMLP(nn.Module):
             nn.Linear(self._trunk_in(i, in_features, hidden_dim), hidden_dim)
             for i in range(n_layers)
         )
-        self.density_head = nn.Linear(hidden_dim, 1)
+        # Density and the colour branch read the trunk output in one GEMM: (1 + color_hidden_dim).
+        self.trunk_head = nn.Linear(hidden_dim, 1 + color_hidden_dim)
         self.dir_embedding = HarmonicEmbedding(n_harmonic_functions_dir, append_input=True)
         dir_dim = self.dir_embedding.get_output_dim(3)
-        self.color_from_trunk = nn.Linear(hidden_dim, color_hidden_dim)
         self.color_from_dir = nn.Linear(dir_dim, color_hidden_dim, bias=False)
         self.color_head = nn.Linear(color_hidden_dim, 3)
 
@@ -65,16 +65,51 @@ class RenderMLP(nn.Module):
     def forward(
         self, features: torch.Tensor, directions: torch.Tensor
     ) -> Tuple[torch.Tensor, torch.Tensor]:
-        h = features
+        lead = features.shape[:-1]
+        # 2-D contiguous rows: every GEMM then fuses its bias add (unfused adds on strided inputs
+        # and a concatenation for the skip were a third of an H200 frame).
+        x = features.reshape(-1, features.shape[-1])  # (N, C)
+        h = x
         for i, layer in enumerate(self.trunk):
             if i > 0 and i in self.skip_layers:
-                h = torch.cat([h, features.to(h.dtype)], dim=-1)  # (..., hidden + C)
-            h = F.relu(layer(h))
-        density = _DENSITY_ACTIVATIONS[self.density_activation](self.density_head(h))
-        dir_code = self.dir_embedding(F.normalize(directions.float(), dim=-1))
-        color_h = F.relu(self.color_from_trunk(h) + self.color_from_dir(dir_code))
-        rgb = torch.sigmoid(self.color_head(color_h))
-        return density, rgb  # (..., 1), (..., 3)
+                h = F.relu(_skip_linear(h, x, layer), inplace=True)  # (N, hidden)
+            else:
+                h = _linear_relu(h, layer)  # (N, hidden)
+        out = _linear_padded(h, self.trunk_head).reshape(*lead, -1)  # (..., 1 + color_hidden)
+        density = _DENSITY_ACTIVATIONS[self.density_activation](out[..., :1])
+        dir_code = self.color_from_dir(self.dir_embedding(F.normalize(directions.float(), dim=-1)))
+        color_h = F.relu(out[..., 1:] + dir_code)  # (..., color_hidden): per-ray part broadcast
+        rgb = torch.sigmoid(_linear_padded(color_h.reshape(-1, color_h.shape[-1]), self.color_head))
+        return density, rgb.reshape(*lead, 3)  # (..., 1), (..., 3)
+
+
+def _linear_relu(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
+    """relu(layer(x)) for 2-D x. Without autograd on CUDA (full-frame renders) the bias and ReLU run
+    in the cuBLASLt epilogue (``torch._addmm_activation``, which has no backward): ~13% of a frame."""
+    needs_grad = torch.is_grad_enabled() and (x.requires_grad or layer.weight.requires_grad)
+    if x.is_cuda and not needs_grad and hasattr(torch, "_addmm_activation"):
+        dtype = torch.get_autocast_dtype("cuda") if torch.is_autocast_enabled("cuda") else x.dtype
+        weight, bias = layer.weight.to(dtype), layer.bias.to(dtype)
+        return torch._addmm_activation(bias, x.to(dtype), weight.t())
+    return F.relu(layer(x), inplace=True)
+
+
+def _skip_linear(h: torch.Tensor, x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
+    """layer(cat([h, x], -1)) as h @ W_h^T + (x @ W_x^T + b): the GEMM epilogue adds the skip part,
+    so the (N, hidden + C) concatenation is never written (a slow copy on GPU)."""
+    w_h, w_x = layer.weight[:, : h.shape[-1]], layer.weight[:, h.shape[-1] :]
+    return torch.addmm(F.linear(x, w_x, layer.bias), h, w_h.t())  # (N, hidden)
+
+
+def _linear_padded(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
+    """layer(x) for 2-D x, computed on CUDA with the output width padded to a multiple of 8: cuBLAS
+    falls back to slow sm75 kernels for unaligned widths (129 and 3 here, ~4x slower on an H200)."""
+    out_features = layer.out_features
+    pad = -out_features % 8
+    if pad == 0 or not x.is_cuda:
+        return layer(x)
+    weight, bias = F.pad(layer.weight, (0, 0, 0, pad)), F.pad(layer.bias, (0, pad))
+    return F.linear(x, weight, bias)[:, :out_features]  # (N, out_features) view
 
 
 enable_get_default_args(RenderMLP)

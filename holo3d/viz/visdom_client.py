@@ -2,12 +2,12 @@
 
 visdom's own ``Visdom`` posts through a ``requests.Session`` without a timeout, so a server that
 accepts connections but never answers would hang the posting thread forever. Its ``session``
-property is the single place the session is made, so overriding it is enough.
+property is the single place the session is made, so overriding it is enough. The client only
+posts, so it also opens no event socket.
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Any, Optional
 
 import requests
@@ -40,6 +40,11 @@ def _timed_visdom_class() -> type:
                 self.timeout_s = timeout_s  # set first: the base __init__ already posts
                 super().__init__(*args, **kwargs)
 
+            def setup_socket(self) -> None:
+                # Post-only client: no event socket, whose thread would also make the base
+                # __init__ wait 5 s for it on a dead server.
+                self.use_socket = False
+
             @property
             def session(self) -> requests.Session:
                 if self._session is None:
@@ -51,17 +56,6 @@ def _timed_visdom_class() -> type:
 
 
 def connect_visdom(server: str, port: int, env: str, timeout_s: float = 5.0) -> Any:
-    """A connected client for ``env``; raises ``ConnectionError`` when the server does not answer.
-
-    No incoming socket (the logger only posts, and the socket thread would wait 5 s on a dead
-    server); visdom logs a warning about that choice, which is muted here.
-    """
+    """A connected client for ``env``; raises ``ConnectionError`` when the server does not answer."""
     cls = _timed_visdom_class()
-    visdom_log = logging.getLogger("visdom")
-    level = visdom_log.level
-    visdom_log.setLevel(logging.ERROR)
-    try:
-        return cls(server=server, port=port, env=env, raise_exceptions=True,
-                   use_incoming_socket=False, timeout_s=timeout_s)
-    finally:
-        visdom_log.setLevel(level)
+    return cls(server=server, port=port, env=env, raise_exceptions=True, timeout_s=timeout_s)

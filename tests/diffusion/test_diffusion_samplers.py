@@ -119,3 +119,15 @@ def test_convergence_orders(gaussian):
     heun_ratio = error(sample_heun, 32) / error(sample_heun, 64)
     assert 1.7 < euler_ratio < 2.3, euler_ratio
     assert 3.2 < heun_ratio < 5.0, heun_ratio
+
+
+def test_bf16_model_dtype_keeps_float32_state(gaussian):
+    """The denoiser sees bf16, but 1000 bf16-rounded increments must not bias the sample."""
+    def bf16_denoiser(x_t, t):
+        assert x_t.dtype == torch.bfloat16
+        return gaussian.vp_denoiser(x_t, t)
+
+    x = sample_ddpm(bf16_denoiser, SHAPE, gaussian.alpha_bars, generator=gen(9), dtype=torch.bfloat16,
+                    clip_x0=False)
+    assert x.dtype == torch.bfloat16
+    gaussian.assert_moments(x, abs_mu=0.01)

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from holo3d.viz.dashboard import DashboardProcess
 from holo3d.viz.install_static import is_installed
+
+# Test helpers next to this file (viz_chromium) are imported by name; --import-mode=importlib does
+# not put test folders on sys.path.
+sys.path.insert(0, str(Path(__file__).parent))
 
 REPO = Path(__file__).resolve().parents[2]
 INSTALL_BROWSER = REPO / "scripts" / "install_browser.sh"
@@ -23,10 +28,12 @@ def visdom_static() -> None:
                             "`python -m holo3d.viz.install_static` (part of scripts/install.sh)")
 
 
-@pytest.fixture
-def dashboard(tmp_path, visdom_static):
-    """A dashboard on a free loopback port with its envs in ``tmp_path/envs``."""
-    server = DashboardProcess(env_path=tmp_path / "envs", log_path=tmp_path / "dashboard.log")
+@pytest.fixture(scope="module")
+def dashboard(tmp_path_factory, visdom_static):
+    """A dashboard on a free loopback port with its envs in a temporary folder (one per module:
+    starting one costs ~2 s, mostly importing visdom)."""
+    folder = tmp_path_factory.mktemp("dashboard")
+    server = DashboardProcess(env_path=folder / "envs", log_path=folder / "dashboard.log")
     server.start(timeout=60)
     yield server
     server.stop()

@@ -34,14 +34,27 @@ _WINDOWS_JS = """
 """
 
 
+def fake_scalars(step: int, split: str) -> dict:
+    """Plausible curves: losses fall, PSNR rises, val a little worse than train."""
+    worse = 1.15 if split == "val" else 1.0
+    values = {"loss": worse / (step + 1), "loss_rgb": 0.8 * worse / (step + 1),
+              "psnr": 12.0 + step / worse}
+    if split == "train":
+        values.update(lr=1e-4 * 0.9 ** step, sec_per_it=0.2 + 0.01 * (step % 2), gpu_mem_gib=3.1)
+    return values
+
+_LAYOUT_JS = """JSON.stringify([...document.querySelectorAll('.react-grid-item')].map(e => {
+  const r = e.getBoundingClientRect(); return [r.x, r.y, r.width, r.height]; }))"""
+
+
 def post_training_panels(logger: VisdomLogger, steps: int = 6) -> None:
     """What the training loop posts: scalar curves (train every step, val every other), the
     target/render/depth/mask panels, the feature-grid PCA and a sample clip."""
     gen = torch.Generator().manual_seed(0)
     for step in range(steps):
-        logger.log_scalars(step, {name: 1.0 / (step + 1) + i for i, name in enumerate(SCALARS)})
+        logger.log_scalars(step, fake_scalars(step, "train"))
         if step % 2 == 0:
-            logger.log_scalars(step, {"loss": 1.2 / (step + 1), "psnr": 9.0 + step}, split="val")
+            logger.log_scalars(step, fake_scalars(step, "val"), split="val")
     target = torch.rand(3, 48, 48, generator=gen)
     depth = torch.rand(1, 48, 48, generator=gen)
     logger.log_images(steps - 1, {
@@ -71,6 +84,7 @@ def test_dashboard_shows_training_panels(dashboard, chromium_executable, artifac
                          "w.filter(x => x.plotted).length >= "
                          f"{len(SCALARS)} && w.filter(x => x.png).length >= {len(IMAGES)}; }})()",
                          timeout=60)
+        browser.wait_until_stable(_LAYOUT_JS)  # react-grid-layout animates windows into place
         windows = _windows_by_title(browser)
         shot = browser.screenshot(artifact_dir / f"dashboard_{time.strftime('%Y%m%d-%H%M%S')}.png")
         errors = browser.console_errors

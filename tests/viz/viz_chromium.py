@@ -37,7 +37,7 @@ def find_chromium() -> Optional[str]:
 class HeadlessChromium:
     """``with HeadlessChromium(exe, profile_dir) as browser: browser.navigate(url) ...``"""
 
-    def __init__(self, executable: str, profile_dir: Path, size=(1400, 1100)):
+    def __init__(self, executable: str, profile_dir: Path, size=(1400, 1600)):
         self.executable = executable
         self.profile_dir = Path(profile_dir)
         self.size = size
@@ -116,6 +116,21 @@ class HeadlessChromium:
                 return value
             time.sleep(poll_s)
         raise TimeoutError(f"page never satisfied {expression!r} (last value {value!r})")
+
+    def wait_until_stable(self, expression: str, settle_s: float = 0.6,
+                          timeout: float = 15.0) -> Any:
+        """Polls ``expression`` until its value stays the same for ``settle_s`` (e.g. a layout
+        that animates into place); returns that value."""
+        deadline = time.monotonic() + timeout
+        last, since = object(), time.monotonic()
+        while time.monotonic() < deadline:
+            value = self.evaluate(expression)
+            if value != last:
+                last, since = value, time.monotonic()
+            elif time.monotonic() - since >= settle_s:
+                return value
+            time.sleep(0.1)
+        raise TimeoutError(f"{expression!r} kept changing for {timeout} s")
 
     def screenshot(self, path: Path) -> Path:
         data = self.call("Page.captureScreenshot", format="png")["data"]

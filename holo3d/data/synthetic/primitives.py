@@ -95,7 +95,7 @@ def _grid_face(n: int) -> Tuple[np.ndarray, np.ndarray]:
     return uv, faces  # faces wind counter-clockwise in (u, v), i.e. normal along u x v
 
 
-def _box_mesh(size: Tuple[float, ...], n: int = 6) -> Tuple[np.ndarray, np.ndarray]:
+def _box_mesh(size: Tuple[float, ...], n: int = 2) -> Tuple[np.ndarray, np.ndarray]:
     """Six subdivided faces (vertices duplicated along edges so the edges stay sharp)."""
     uv, grid_faces = _grid_face(n)
     verts, faces = [], []
@@ -123,7 +123,7 @@ def _ring_strip(n_around: int, n_rows: int) -> np.ndarray:
     return np.array(faces)
 
 
-def _frustum_mesh(size: Tuple[float, ...], segments: int = 28, rows: int = 6):
+def _frustum_mesh(size: Tuple[float, ...], segments: int = 20, rows: int = 2):
     """Side wall plus two capped discs (each cap has its own vertices for a sharp rim)."""
     r0, r1, hh = size
     theta = np.linspace(0, 2 * np.pi, segments, endpoint=False)
@@ -138,7 +138,7 @@ def _frustum_mesh(size: Tuple[float, ...], segments: int = 28, rows: int = 6):
     return np.concatenate(verts), np.concatenate(faces)
 
 
-def _cap(ring: np.ndarray, radius: float, y: float, up: bool, rows: int = 3):
+def _cap(ring: np.ndarray, radius: float, y: float, up: bool, rows: int = 1):
     """A disc of concentric rings around a centre vertex at height y; normal +y if up."""
     n = len(ring)
     radii = np.linspace(radius, 0.0, rows + 1)[:-1]
@@ -151,12 +151,12 @@ def _cap(ring: np.ndarray, radius: float, y: float, up: bool, rows: int = 3):
     return verts, faces if up else faces[:, ::-1].copy()
 
 
-def _ellipsoid_mesh(size: Tuple[float, ...], level: int = 3):
+def _ellipsoid_mesh(size: Tuple[float, ...], level: int = 2):
     sphere = ico_sphere(level)
     return sphere.verts_packed().numpy().astype(np.float64) * np.asarray(size), sphere.faces_packed().numpy()
 
 
-def _torus_mesh(size: Tuple[float, ...], sides: int = 12, rings: int = 32):
+def _torus_mesh(size: Tuple[float, ...], sides: int = 8, rings: int = 20):
     mesh = torus(float(size[1]), float(size[0]), sides, rings)
     verts = mesh.verts_packed().numpy().astype(np.float64)
     # PyTorch3D's torus has its axis along z; swap to y (x, y, z) -> (x, z, -y) keeps handedness
