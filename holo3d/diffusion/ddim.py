@@ -6,7 +6,7 @@ eta = 0 is the deterministic DDIM sampler; eta = 1 with all T steps reproduces a
 
 from __future__ import annotations
 
-from typing import Mapping, Optional, Sequence
+from typing import Mapping, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -16,7 +16,7 @@ from .noise import randn
 from .schedules import spaced_timesteps
 
 
-def ddim_coefficients(ab_t: float, ab_prev: float, eta: float):
+def ddim_coefficients(ab_t: float, ab_prev: float, eta: float) -> Tuple[float, float]:
     """(sigma_t, c_eps) of Song et al. eq. 12/16 for one step t -> prev:
 
     sigma_t = eta sqrt((1 - ab_prev) / (1 - ab_t)) sqrt(1 - ab_t / ab_prev), and the "direction
@@ -48,6 +48,7 @@ def sample_ddim(
     Args:
         denoise_fn: ``denoise_fn(x_t (B, ...), t (B,) int64, **cond) -> x0 (B, ...)``.
         shape: (B, C, H, W) or (B, C, D, H, W).  alpha_bars: (T,).
+        dtype: denoiser input / output dtype; the state stays in at least float32.
         eta: 0 deterministic, 1 DDPM-like stochasticity.
         clip_x0: clamp predicted x0 to [-1, 1]; eps is recomputed from the clipped x0.
         callback: ``callback(i, x_prev, x0_hat)`` after each step, i = 0..steps-1.

@@ -36,6 +36,8 @@ def sample_ddpm(
         denoise_fn: ``denoise_fn(x_t (B, ...), t (B,) int64, **cond) -> x0 (B, ...)``.
         shape: (B, C, H, W) or (B, C, D, H, W).
         alpha_bars: (T,) schedule the denoiser was trained with.
+        dtype: what the denoiser receives and the sample is returned in (the chain's own state
+            is kept in at least float32).
         clip_x0: clamp predicted x0 to [-1, 1] (data range) before the posterior step.
         callback: ``callback(i, x_{t-1}, x0_hat)`` after each of the T steps, i = 0..T-1.
         noise: optional (B, ...) standard-normal x_T instead of a draw from ``generator``.

@@ -99,6 +99,7 @@ def sample_heun(
             for x = x0 + sigma n.
         shape: (B, C, H, W) or (B, C, D, H, W).
         sigmas: (N + 1,) decreasing noise levels ending in 0, e.g. ``karras_sigmas``.
+        dtype: denoiser input / output dtype; the state stays in at least float32.
         S_churn, S_tmin, S_tmax, S_noise: EDM's stochasticity settings (S_churn = 0: deterministic).
         callback: ``callback(i, x_{i+1}, x0_hat)`` after each of the N steps.
         noise: optional (B, ...) standard normal; the start is noise * sigmas[0].

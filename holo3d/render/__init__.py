@@ -1,6 +1,6 @@
-"""holo3d.render: the voxel-grid radiance field renderer (HoloDiffusion, later GeNVS / SparseFusion).
+"""holo3d.render: the voxel-grid radiance field renderer (HoloDiffusion, GeNVS, SparseFusion).
 
-    voxel_grid       voxel centres in the world cube and trilinear look-ups into (S, C, D, H, W) grids
+    voxel_grid       voxel centres in the world cube, trilinear look-ups into (S, C, D, H, W) grids
     render_mlp       RenderMLP: grid feature + view direction -> density, colour
     rays             rays from PyTorch3D NDC cameras, mask-weighted training rays, ray-box clipping
     raymarch         emission-absorption compositing

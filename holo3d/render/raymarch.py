@@ -3,7 +3,7 @@
 For samples at depths t_1 < ... < t_P with densities sigma_i and colours c_i, and deltas
 delta_i = t_{i+1} - t_i (delta_P = ``last_delta``):
 
-    alpha_i = 1 - exp(-sigma_i delta_i),   T_i = exp(-sum_{j<i} sigma_j delta_j),   w_i = T_i alpha_i
+    alpha_i = 1 - exp(-sigma_i delta_i),  T_i = exp(-sum_{j<i} sigma_j delta_j),  w_i = T_i alpha_i
     rgb = sum_i w_i c_i + (1 - sum_i w_i) * bg,   depth = sum_i w_i t_i,   opacity = sum_i w_i.
 
 The transmittance uses an exclusive cumulative sum rather than ``cumsum - tau``: with a 1e10 last

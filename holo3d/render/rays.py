@@ -1,8 +1,9 @@
 """Rays from PyTorch3D cameras, training-ray sampling, GT gathering, and ray-box clipping.
 
-Conventions. Cameras are PyTorch3D cameras with ``X_cam = X_world @ R + T``. Pixel (row i, column j) of
-an (H, W) image has its centre at PyTorch3D NDC (+X left, +Y up, the shorter side spanning [-1, 1]:
-the ``ndc_isotropic`` convention, so the longer side spans [-W/s, W/s] or [-H/s, H/s])
+Conventions. Cameras are PyTorch3D cameras with ``X_cam = X_world @ R + T``. Pixel (row i,
+column j) of an (H, W) image has its centre at PyTorch3D NDC (+X left, +Y up, the shorter side
+spanning [-1, 1]: the ``ndc_isotropic`` convention, so the longer side spans [-W/s, W/s] or
+[-H/s, H/s])
 
     x = -(2 (j + 0.5) - W) / s,   y = -(2 (i + 0.5) - H) / s,   s = min(H, W)
 
@@ -112,8 +113,8 @@ def sample_training_rays(
 ) -> RayBatch:
     """Random pixel-centre rays per camera, drawn with probability proportional to the mask.
 
-    Like Implicitron's ``mask_sample`` mode: rays land only where ``sampling_mask > 0`` (e.g. the mask
-    crop or the foreground probability), uniformly over the image when no mask is given.
+    Like Implicitron's ``mask_sample`` mode: rays land only where ``sampling_mask > 0`` (e.g. the
+    mask crop or the foreground probability), uniformly over the image when no mask is given.
 
     Args:
         cameras: B cameras.
@@ -151,7 +152,7 @@ def sample_images_at_rays(images: torch.Tensor, xys_grid: torch.Tensor) -> torch
 def near_far_from_box(
     origins: torch.Tensor, directions: torch.Tensor, volume_extent: float = 2.0
 ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Entry and exit ray lengths through the cube [-volume_extent/2, volume_extent/2]^3 (slab test).
+    """Entry and exit ray lengths through the cube [-extent/2, extent/2]^3 (slab test).
 
     Lengths are in units of ``directions`` and start at 0 (a camera inside the cube starts there).
     Rays that miss the cube, or meet it only behind the camera, get near == far so they carry no

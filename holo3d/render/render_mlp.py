@@ -1,10 +1,10 @@
 """RenderMLP: decodes a voxel-grid feature (plus view direction) into density and colour.
 
-A NeRF-style decoder: a ReLU trunk on the interpolated grid feature, with the input re-injected at the
-skip layers; density is read off the trunk, colour from the trunk features plus a harmonic encoding of
-the view direction. The colour layer's weight is split into a trunk part and a direction part whose
-sum is broadcast, so the direction is encoded once per ray rather than concatenated onto every point
-(P times less memory traffic for the part that only depends on the ray).
+A NeRF-style decoder: a ReLU trunk on the interpolated grid feature, with the input re-injected at
+the skip layers; density is read off the trunk, colour from the trunk features plus a harmonic
+encoding of the view direction. The colour layer's weight is split into a trunk part and a direction
+part whose sum is broadcast, so the direction is encoded once per ray rather than concatenated onto
+every point (P times less memory traffic for the part that only depends on the ray).
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ _DENSITY_ACTIVATIONS = {"softplus": F.softplus, "relu": F.relu}
 class RenderMLP(nn.Module):
     """Features + view directions -> (density, rgb).
 
-    forward(features (..., C), directions (..., 3)) -> density (..., 1) >= 0, rgb (..., 3) in [0, 1].
+    forward(features (..., C), directions (..., 3)) -> density (..., 1) >= 0, rgb (..., 3) in
+    [0, 1].
     ``directions`` need not be unit length and only has to broadcast against the leading dims of
     ``features`` (e.g. ``(S, R, 1, 3)`` against ``(S, R, P, C)``).
     """
@@ -79,13 +80,15 @@ class RenderMLP(nn.Module):
         density = _DENSITY_ACTIVATIONS[self.density_activation](out[..., :1])
         dir_code = self.color_from_dir(self.dir_embedding(F.normalize(directions.float(), dim=-1)))
         color_h = F.relu(out[..., 1:] + dir_code)  # (..., color_hidden): per-ray part broadcast
-        rgb = torch.sigmoid(_linear_padded(color_h.reshape(-1, color_h.shape[-1]), self.color_head))
-        return density, rgb.reshape(*lead, 3)  # (..., 1), (..., 3)
+        color_h = color_h.reshape(-1, color_h.shape[-1])  # (N, color_hidden)
+        rgb = torch.sigmoid(_linear_padded(color_h, self.color_head)).reshape(*lead, 3)  # (..., 3)
+        return density, rgb  # (..., 1), (..., 3)
 
 
 def _linear_relu(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
-    """relu(layer(x)) for 2-D x. Without autograd on CUDA (full-frame renders) the bias and ReLU run
-    in the cuBLASLt epilogue (``torch._addmm_activation``, which has no backward): ~13% of a frame."""
+    """relu(layer(x)) for 2-D x. Without autograd on CUDA (full-frame renders) the bias and ReLU
+    run in the cuBLASLt epilogue (``torch._addmm_activation``, which has no backward): saves ~13% of
+    an H200 frame."""
     needs_grad = torch.is_grad_enabled() and (x.requires_grad or layer.weight.requires_grad)
     if x.is_cuda and not needs_grad and hasattr(torch, "_addmm_activation"):
         dtype = torch.get_autocast_dtype("cuda") if torch.is_autocast_enabled("cuda") else x.dtype

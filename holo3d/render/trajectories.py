@@ -1,7 +1,7 @@
 """Camera trajectories for videos: turntables around an up axis, and that axis estimated from data.
 
-CO3D scenes are not gravity-aligned (each sequence has its own world frame), so a turntable must orbit
-the scene's own up axis, estimated from its training cameras, rather than world +Y.
+CO3D scenes are not gravity-aligned (each sequence has its own world frame), so a turntable must
+orbit the scene's own up axis, estimated from its training cameras, rather than world +Y.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def turntable_cameras(
     """n_frames NDC cameras on a circle around ``up`` through ``at``, looking at ``at``.
 
     Frame k sits at azimuth ``azimuth_start_deg + 360 k / n_frames`` and ``elevation_deg`` above the
-    plane perpendicular to ``up``, ``distance`` from ``at``, with its image-up direction toward ``up``.
+    plane perpendicular to ``up``, ``distance`` from ``at``, its image-up direction toward ``up``.
 
     Args:
         fov_deg: full field of view across the shorter image side; overrides ``focal_length``.

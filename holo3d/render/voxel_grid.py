@@ -1,12 +1,13 @@
 """The voxel-grid field: where a grid's voxels sit in the world, and trilinear look-ups into it.
 
 A grid ``(S, C, D, H, W)`` covers the world cube ``[-volume_extent / 2, volume_extent / 2]^3``; its
-``D x H x W`` voxels are cells of that cube and their values live at the cell centres. The W axis runs
-along world x, H along world y and D along world z, which is exactly how ``F.grid_sample`` reads a 5-D
-input (grid coordinate order ``(x, y, z)`` indexes ``(W, H, D)``). With ``align_corners=False`` the
-cube's faces map to grid coordinates -1 and +1, so sampling at ``voxel_centers`` returns the voxel
-values exactly; feature lifting pools image features onto ``voxel_centers`` and the renderer reads
-them back with ``sample_voxel_grid``, so the two agree by construction.
+``D x H x W`` voxels are cells of that cube and their values live at the cell centres. The W axis
+runs along world x, H along world y and D along world z, which is exactly how ``F.grid_sample``
+reads a 5-D input (grid coordinate order ``(x, y, z)`` indexes ``(W, H, D)``). With
+``align_corners=False`` the cube's faces map to grid coordinates -1 and +1, so sampling at
+``voxel_centers`` returns the voxel values exactly; feature lifting pools image features onto
+``voxel_centers`` and the renderer reads them back with ``sample_voxel_grid``, so the two agree by
+construction.
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ def voxel_centers(
         resolution: D (= H = W) or (D, H, W).
         volume_extent: side length of the world cube the grid covers.
     Returns:
-        (D, H, W, 3) float32 xyz; ``[..., 0]`` varies along W, ``[..., 1]`` along H, ``[..., 2]`` along D.
+        (D, H, W, 3) float32 xyz; ``[..., 0]`` varies along W, ``[..., 1]`` along H and
+        ``[..., 2]`` along D.
     """
     d, h, w = _resolution_dhw(resolution)
     z = _cell_centres(d, volume_extent, device)
@@ -67,7 +69,8 @@ def sample_voxel_grid(
         (S, M, C) in the grid's dtype.
     """
     s, m = points.shape[:2]
-    coords = (points * (2.0 / volume_extent)).to(grid.dtype).reshape(s, m, 1, 1, 3)  # (S, M, 1, 1, 3)
+    coords = (points * (2.0 / volume_extent)).to(grid.dtype)
+    coords = coords.reshape(s, m, 1, 1, 3)  # (S, M, 1, 1, 3)
     sampled = F.grid_sample(
         grid, coords, mode="bilinear", padding_mode="zeros", align_corners=False
     )  # (S, C, M, 1, 1)

@@ -1,6 +1,6 @@
 """Delivers log items to a server from a background thread, so training never waits on the network.
 
-The caller's ``submit`` only appends to a bounded queue (the oldest item is dropped when it is full).
+The caller's ``submit`` only appends to a bounded queue (the oldest item is dropped when full).
 A daemon worker connects lazily, delivers whatever is pending as one batch, and when the server is
 unreachable logs ONE warning, drops what it cannot send and tries to reconnect only every
 ``retry_after_s`` (a dashboard started after training began still fills up).
@@ -72,14 +72,18 @@ class BackgroundPoster:
     def _run(self) -> None:
         while (batch := self._next_batch()) is not None:
             if self._client is None and not self._try_connect():
-                self.dropped += len(batch)
+                self._count_dropped(len(batch))
                 continue
             try:
                 self._deliver(self._client, batch)
                 self.delivered += len(batch)
             except Exception as exc:  # noqa: BLE001 (whatever the client raises, training goes on)
-                self.dropped += len(batch)
+                self._count_dropped(len(batch))
                 self._mark_unreachable(exc)
+
+    def _count_dropped(self, n: int) -> None:
+        with self._wakeup:  # submit() counts overflow drops under the same lock
+            self.dropped += n
 
     def _try_connect(self) -> bool:
         if time.monotonic() < self._retry_at:

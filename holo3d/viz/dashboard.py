@@ -1,6 +1,6 @@
 """The monitoring dashboard: a visdom server on loopback with its envs stored inside the project.
 
-    python -m holo3d.viz.dashboard [--port 8097] [--env-path exp/visdom_envs]   (or `make dashboard`)
+    python -m holo3d.viz.dashboard [--port 8097] [--env-path exp/visdom_envs]   # or: make dashboard
 
 Starts offline (the UI files come from ``python -m holo3d.viz.install_static`` at install time),
 prints the URL, and stops cleanly on Ctrl-C or SIGTERM. ``DashboardProcess`` runs the same thing as
@@ -26,7 +26,7 @@ DEFAULT_PORT = 8097
 
 
 def project_root() -> Path:
-    """The checkout holding the ``holo3d`` package (editable install), else the working directory."""
+    """The checkout holding the ``holo3d`` package (editable install), else the working dir."""
     candidate = Path(__file__).resolve().parents[2]
     return candidate if (candidate / "pyproject.toml").is_file() else Path.cwd()
 
@@ -68,13 +68,17 @@ def serve(port: int = DEFAULT_PORT, env_path: Optional[Path] = None) -> None:
     # imported source file changes; a long-lived dashboard must not restart under a live edit.
     visdom_app.tornado_settings["autoreload"] = False
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
-    announce = lambda p: print(f"holo3d dashboard: {dashboard_url(p)}  (envs in {env_path})",  # noqa: E731
-                               flush=True)
+
+    def announce(bound_port: int) -> None:
+        print(f"holo3d dashboard: {dashboard_url(bound_port)}  (envs in {env_path})", flush=True)
+
     try:
         start_server(port=port, base_url="", env_path=f"{env_path}{os.sep}", bind_local=True,
                      print_func=announce)
     except KeyboardInterrupt:
         print("holo3d dashboard stopped", flush=True)
+    except OSError as exc:  # typically the port is taken, e.g. by another dashboard
+        raise SystemExit(f"cannot serve on {HOST}:{port}: {exc}") from None
 
 
 def server_answers(port: int, timeout: float = 1.0) -> bool:
@@ -94,6 +98,7 @@ class DashboardProcess:
         self.env_path = Path(env_path or default_env_path())
         self.log_path = log_path
         self._proc: Optional[subprocess.Popen] = None
+        self._log = None
 
     @property
     def url(self) -> str:
@@ -104,9 +109,10 @@ class DashboardProcess:
                 "--env-path", str(self.env_path)]
 
     def start(self, timeout: float = 30.0) -> "DashboardProcess":
-        """Spawns the server and returns once it serves its page (raises if it dies or times out)."""
-        log = open(self.log_path, "w") if self.log_path else subprocess.DEVNULL
-        self._proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT)
+        """Spawns the server; returns once it serves its page (raises if it dies or times out)."""
+        self._log = open(self.log_path, "w") if self.log_path else None
+        self._proc = subprocess.Popen(self.command(), stdout=self._log or subprocess.DEVNULL,
+                                      stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
@@ -130,6 +136,9 @@ class DashboardProcess:
                 self._proc.kill()
                 self._proc.wait(timeout)
         code, self._proc = self._proc.returncode, None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
         return code
 
     def __enter__(self) -> "DashboardProcess":

@@ -1,5 +1,5 @@
-"""Short clips as animated GIF bytes: the one video format every browser, visdom's HTML panes and
-TensorBoard's image tab show without ffmpeg, OpenCV or moviepy (none of which the GPU hosts have)."""
+"""Short clips as animated GIF bytes: the one video format that every browser, visdom's HTML panes
+and TensorBoard's image tab show without ffmpeg, OpenCV or moviepy (the GPU hosts have none)."""
 
 from __future__ import annotations
 
@@ -18,10 +18,11 @@ def frames_to_uint8(frames: torch.Tensor) -> torch.Tensor:
 
 
 def encode_gif(frames: torch.Tensor, fps: int = 15) -> bytes:
-    """Encodes ``frames (T, 1|3, H, W)`` in [0, 1] as a looping animated GIF."""
+    """Encodes a looping animated GIF from ``frames (T, 1|3, H, W)`` float in [0, 1], or from the
+    ``(T, H, W, 3)`` uint8 that ``frames_to_uint8`` makes (4x smaller to keep in a queue)."""
     from PIL import Image
 
-    pixels = frames_to_uint8(frames).numpy()
+    pixels = (frames if frames.dtype == torch.uint8 else frames_to_uint8(frames)).cpu().numpy()
     images = [Image.fromarray(frame) for frame in pixels]
     buffer = io.BytesIO()
     # GIF stores delays in 1/100 s; below 2 cs browsers ignore the delay and play at 10 fps.

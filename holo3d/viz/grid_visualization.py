@@ -1,6 +1,7 @@
 """Pictures for the dashboard: feature grids as PCA colours, depth as colour, panels side by side.
 
-Every function returns a float image ``(3, H, W)`` in [0, 1] on the CPU, the format both loggers take.
+Every function returns a float image ``(3, H, W)`` in [0, 1] on the CPU, the format both loggers
+take.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def pca_components(features: torch.Tensor, k: int = 3) -> torch.Tensor:
 
 
 def _slice_indices(depth: int, n_slices: int) -> list[int]:
-    """Evenly spaced interior slices along D (avoids the empty-looking outermost ones when possible)."""
+    """Evenly spaced interior slices along D (the outermost ones are often empty)."""
     n = max(1, min(n_slices, depth))
     return [int(round((i + 1) * depth / (n + 1) - 0.5)) for i in range(n)]
 
@@ -78,7 +79,7 @@ def feature_grid_pca_image(grid: torch.Tensor, n_slices: int = 4, gap: int = 2) 
 
 def depth_to_image(depth: torch.Tensor, mask: Optional[torch.Tensor] = None,
                    background: float = 1.0) -> torch.Tensor:
-    """Colours ``depth (1, H, W)`` or ``(H, W)`` near=dark-blue to far=yellow; returns ``(3, H, W)``.
+    """Colours ``depth (1, H, W)`` or ``(H, W)``, near dark blue to far yellow -> ``(3, H, W)``.
 
     The range is taken over foreground pixels (``mask > 0.5`` and finite depth); the rest become
     ``background`` grey level.

@@ -6,13 +6,17 @@ and dies without internet. It skips the fetch when every file is present and
 sub-folders) its ``visdom.server.build.download_scripts`` expects, taken from the same releases on
 the npm registry via ``npm pack``, then writes that marker. Run at install time:
 
-    python -m holo3d.viz.install_static [--force]
+    python -m holo3d.viz.install_static [--force | --check]
+
+For hosts without registry access: ``--export FILE.tar.gz`` on a machine that has the files, then
+``--from-archive FILE.tar.gz`` on the offline host (same visdom version).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -35,7 +39,8 @@ PACKAGE_FILES: Dict[str, List[Tuple[str, str]]] = {
         *[(f"dist/fonts/{_BOOTSTRAP_FONT}.{ext}", f"fonts/{_BOOTSTRAP_FONT}.{ext}")
           for ext in ("eot", "woff2", "woff", "ttf", "svg")],
         # visdom's downloader keeps the URL fragment in the file name; keep both spellings.
-        (f"dist/fonts/{_BOOTSTRAP_FONT}.svg", f"fonts/{_BOOTSTRAP_FONT}.svg#glyphicons_halflingsregular"),
+        (f"dist/fonts/{_BOOTSTRAP_FONT}.svg",
+         f"fonts/{_BOOTSTRAP_FONT}.svg#glyphicons_halflingsregular"),
     ],
     "react@16.2.0": [("umd/react.production.min.js", "js/react-react.min.js")],
     "react-dom@16.2.0": [("umd/react-dom.production.min.js", "js/react-dom.min.js")],
@@ -63,6 +68,10 @@ MATHJAX_REQUIRED = (
     "jax/output/SVG/fonts/TeX/Size1/Regular/Main.js", "jax/output/SVG/config.js",
 )
 _MATHJAX_TREES = ("config/", "extensions/", "jax/", "localization/en/", "fonts/HTML-CSS/TeX/woff/")
+_MATHJAX_SKIP = re.compile(r"^jax/output/[^/]+/fonts/(?!TeX/)|^config/.*-full\.js$")
+
+
+_TARGET_SET = frozenset(t for files in PACKAGE_FILES.values() for _, t in files)
 
 
 class StaticInstallError(RuntimeError):
@@ -128,8 +137,11 @@ def _write_member(tar: tarfile.TarFile, name: str, target: Path) -> None:
 
 
 def _mathjax_target(name: str) -> bool:
-    """Whether a MathJax package path belongs to the runtime we ship (skips sources, other fonts)."""
-    return name == "MathJax.js" or name.startswith(_MATHJAX_TREES)
+    """Whether a MathJax package path belongs to the runtime we ship: the default TeX fonts only
+    (the other families are ~13 MB visdom's config never loads), no sources, no "-full" configs."""
+    if name == "MathJax.js":
+        return True
+    return name.startswith(_MATHJAX_TREES) and not _MATHJAX_SKIP.search(name)
 
 
 def _extract_package(spec: str, tarball: Path, static: Path) -> int:
@@ -176,18 +188,69 @@ def install(static: Path | None = None, force: bool = False, quiet: bool = False
     return True
 
 
-def main(argv: List[str] | None = None) -> int:
+def _archived(rel: str) -> bool:
+    return rel == "version.built" or rel.startswith(f"{_MATHJAX_TARGET}/") or rel in _TARGET_SET
+
+
+def export_archive(archive: Path, static: Path | None = None) -> int:
+    """Packs the installed UI files into ``archive`` (.tar.gz) for hosts that cannot reach the
+    registry (``--from-archive`` there); files that come with visdom's wheel are left out."""
+    static = static or visdom_static_dir()
+    if not is_installed(static):
+        raise StaticInstallError(f"nothing to export: {static} is incomplete; install it first")
+    files = [p for p in sorted(static.rglob("*"))
+             if p.is_file() and _archived(p.relative_to(static).as_posix())]
+    with tarfile.open(archive, "w:gz") as tar:
+        for path in files:
+            tar.add(path, arcname=path.relative_to(static).as_posix())
+    return len(files)
+
+
+def install_from_archive(archive: Path, static: Path | None = None) -> None:
+    """Installs an ``export_archive`` file; it must come from the same visdom version."""
+    static = static or visdom_static_dir()
+    with tarfile.open(archive, "r:gz") as tar:
+        tar.extractall(static, filter="data")  # "data": no absolute paths, links or ../ escapes
+    _ensure_user_stylesheet(static)
+    if not is_installed(static):
+        marker = static / "version.built"
+        built = marker.read_text().strip() if marker.is_file() else "?"
+        raise StaticInstallError(f"{archive} does not complete {static} for visdom "
+                                 f"{visdom_version()} (archive built for {built}, missing: "
+                                 f"{missing_targets(static)[:5]})")
+
+
+def _parse_args(argv: List[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--force", action="store_true", help="re-fetch even if already installed")
-    parser.add_argument("--check", action="store_true", help="only report; exit 1 if incomplete")
-    args = parser.parse_args(argv)
-    if args.check:
-        ok = is_installed()
-        print(f"visdom static files {'complete' if ok else 'INCOMPLETE'} in {visdom_static_dir()}")
-        return 0 if ok else 1
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--force", action="store_true", help="re-fetch even if already installed")
+    mode.add_argument("--check", action="store_true", help="only report; exit 1 if incomplete")
+    mode.add_argument("--export", type=Path, metavar="TAR_GZ",
+                      help="pack the installed files for a host without registry access")
+    mode.add_argument("--from-archive", type=Path, metavar="TAR_GZ",
+                      help="install from a file made with --export (no network)")
+    return parser.parse_args(argv)
+
+
+def main(argv: List[str] | None = None) -> int:
+    args = _parse_args(argv)
     try:
-        install(force=args.force)
-    except (StaticInstallError, OSError, subprocess.SubprocessError) as exc:
+        if args.check:
+            ok = is_installed()
+            state = "complete" if ok else "INCOMPLETE"
+            print(f"visdom static files {state} in {visdom_static_dir()}")
+            return 0 if ok else 1
+        if args.export:
+            print(f"exported {export_archive(args.export)} files to {args.export}")
+        elif args.from_archive:
+            install_from_archive(args.from_archive)
+            print(f"installed visdom static files from {args.from_archive}")
+        else:
+            install(force=args.force)
+    except ImportError as exc:
+        print(f"error: visdom is not installed ({exc})", file=sys.stderr)
+        return 1
+    except (StaticInstallError, OSError, tarfile.TarError, subprocess.SubprocessError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0

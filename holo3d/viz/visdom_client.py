@@ -56,6 +56,6 @@ def _timed_visdom_class() -> type:
 
 
 def connect_visdom(server: str, port: int, env: str, timeout_s: float = 5.0) -> Any:
-    """A connected client for ``env``; raises ``ConnectionError`` when the server does not answer."""
+    """A connected client for ``env``; raises ``ConnectionError`` if the server does not answer."""
     cls = _timed_visdom_class()
     return cls(server=server, port=port, env=env, raise_exceptions=True, timeout_s=timeout_s)

@@ -8,17 +8,21 @@ copies tensors to the CPU and enqueues; encoding and HTTP happen on the poster's
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import re
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import torch
 
 from holo3d.viz.background_poster import BackgroundPoster
+from holo3d.viz.gif_encoding import encode_gif, frames_to_uint8
 from holo3d.viz.grid_visualization import to_rgb
 from holo3d.viz.logger_base import ExperimentLogger
 
+log = logging.getLogger(__name__)
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
@@ -57,27 +61,36 @@ class VisdomLogger(ExperimentLogger):
         self.image_history = image_history
         self._save_every_s = save_every_s
         self._last_save = time.monotonic()
+        self._warned_input = False
         self.poster = BackgroundPoster(self._connect, self._deliver, f"visdom at {server}:{port}",
                                        max_pending=max_pending, retry_after_s=retry_after_s)
 
     # -- ExperimentLogger (caller's thread: cheap copies only) --------------------------------
     def log_scalars(self, step: int, scalars: Dict[str, float], split: str = "train") -> None:
-        try:
+        with self._caller_errors("scalars"):
             values = {k: float(v) for k, v in scalars.items()}
-        except (TypeError, ValueError, RuntimeError):
-            return  # a non-numeric value is the caller's bug, but not worth a crashed run
-        self.poster.submit(("scalars", int(step), split, values))
+            self.poster.submit(("scalars", int(step), split, values))
 
     def log_images(self, step: int, images: Dict[str, torch.Tensor]) -> None:
-        for name, image in images.items():
-            try:
+        with self._caller_errors("images"):
+            for name, image in images.items():
                 self.poster.submit(("image", int(step), name, to_rgb(image).clone()))
-            except (ValueError, RuntimeError):
-                continue  # wrong shape: skip this panel rather than stop training
 
     def log_video(self, step: int, name: str, frames: torch.Tensor, fps: int = 15) -> None:
-        if frames.ndim == 4:
-            self.poster.submit(("video", int(step), name, frames.detach().float().cpu(), fps))
+        with self._caller_errors("a video"):
+            frames = frames_to_uint8(frames)  # validates the shape here, where the bug is
+            self.poster.submit(("video", int(step), name, frames, int(fps)))
+
+    @contextlib.contextmanager
+    def _caller_errors(self, what: str) -> Iterator[None]:
+        """A malformed value (the caller's bug) skips that post with one warning, never a crash."""
+        try:
+            yield
+        except Exception as exc:  # noqa: BLE001
+            if not self._warned_input:
+                self._warned_input = True
+                log.warning("visdom logger skipped %s it cannot post (%s: %s); further such "
+                            "errors are silent", what, type(exc).__name__, exc)
 
     def close(self) -> None:
         self.poster.submit(("save",))
@@ -123,12 +136,11 @@ class VisdomLogger(ExperimentLogger):
         client.image(image.numpy(), win=window_id("image", name), opts=opts)
 
     def _post_video(self, client: Any, step: int, name: str, frames: torch.Tensor, fps: int):
+        """``frames`` (T, H, W, 3) uint8, as ``log_video`` stored them."""
         import base64
 
-        from holo3d.viz.gif_encoding import encode_gif
-
         gif = base64.b64encode(encode_gif(frames, fps)).decode("ascii")
-        height, width = display_size(*frames.shape[-2:])
+        height, width = display_size(*frames.shape[1:3])
         html = (f'<img src="data:image/gif;base64,{gif}" alt="{name}" '
                 f'style="width:{width}px;height:{height}px;image-rendering:pixelated">')
         opts = dict(title=f"{name}  (step {step})", width=width + 30, height=height + 50)

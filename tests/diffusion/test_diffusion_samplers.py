@@ -122,12 +122,18 @@ def test_convergence_orders(gaussian):
 
 
 def test_bf16_model_dtype_keeps_float32_state(gaussian):
-    """The denoiser sees bf16, but 1000 bf16-rounded increments must not bias the sample."""
-    def bf16_denoiser(x_t, t):
-        assert x_t.dtype == torch.bfloat16
-        return gaussian.vp_denoiser(x_t, t)
+    """The denoiser sees bf16, yet the 1000-step chain tracks the float32 one from the same seed.
 
-    x = sample_ddpm(bf16_denoiser, SHAPE, gaussian.alpha_bars, generator=gen(9), dtype=torch.bfloat16,
-                    clip_x0=False)
+    A bf16 sampler state would round each of the 1000 small updates: measured here, that biases the
+    sample mean by about -0.01 and spreads samples 0.04 away from their float32 counterparts.
+    """
+    def model(x_t, t):  # computes in float32 internally, like a network with fp32 accumulation
+        return gaussian.vp_denoiser(x_t.float(), t).to(x_t.dtype)
+
+    kw = dict(generator=gen(9), clip_x0=False)
+    ref = sample_ddpm(model, (4, 4, 32, 32), gaussian.alpha_bars, **kw).double()
+    kw = dict(generator=gen(9), clip_x0=False, dtype=torch.bfloat16)
+    x = sample_ddpm(model, (4, 4, 32, 32), gaussian.alpha_bars, **kw)
     assert x.dtype == torch.bfloat16
-    gaussian.assert_moments(x, abs_mu=0.01)
+    diff = x.double() - ref
+    assert abs(diff.mean().item()) < 0.002 and diff.std().item() < 0.005

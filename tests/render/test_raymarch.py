@@ -23,7 +23,8 @@ def test_constant_density_slab_opacity():
 
 def test_two_slabs_over_background():
     s1, l1, s2, l2, n = 0.5, 1.0, 2.0, 0.5, 20
-    c1, c2, bg = torch.tensor([1.0, 0.0, 0.0]), torch.tensor([0.0, 1.0, 0.0]), torch.tensor([0.2, 0.2, 1.0])
+    c1, c2 = torch.tensor([1.0, 0.0, 0.0]), torch.tensor([0.0, 1.0, 0.0])
+    bg = torch.tensor([0.2, 0.2, 1.0])
     depths = torch.cat([torch.arange(n) * (l1 / n), l1 + torch.arange(n) * (l2 / n)])
     densities = torch.cat([torch.full((n,), s1), torch.full((n,), s2)])
     colors = torch.cat([c1.expand(n, 3), c2.expand(n, 3)])
@@ -55,6 +56,8 @@ def test_large_last_delta_absorbs_remaining_light_without_cancellation():
     expected = t_before * (1 - math.exp(-sigma * d))
     expected[-1] = t_before[-1]  # the last sample takes everything that reaches it
     torch.testing.assert_close(out["weights"], expected)
-    empty = emission_absorption(torch.zeros(2, n), torch.rand(2, n, 3), depths.expand(2, n), bg_color=0.3)
+    empty = emission_absorption(
+        torch.zeros(2, n), torch.rand(2, n, 3), depths.expand(2, n), bg_color=0.3
+    )
     torch.testing.assert_close(empty["opacity"], torch.zeros(2, 1))
     torch.testing.assert_close(empty["rgb"], torch.full((2, 3), 0.3))

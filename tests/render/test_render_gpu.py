@@ -1,4 +1,4 @@
-"""GPU checks of the CUDA-only fast paths (run on the device machine: pytest -m gpu tests/render)."""
+"""GPU checks of the CUDA-only fast paths (on a GPU machine: pytest -m gpu tests/render)."""
 
 import copy
 import time

@@ -14,7 +14,8 @@ def test_turntable_default_up_matches_pytorch3d_angles():
     torch.testing.assert_close(elevations, torch.full((8,), 20.0), atol=1e-3, rtol=0)
     azimuths = torch.rad2deg(torch.atan2(centres[:, 0], centres[:, 2])) % 360
     torch.testing.assert_close(azimuths, torch.arange(8) * 45.0, atol=1e-3, rtol=0)
-    torch.testing.assert_close(cams.focal_length, torch.full((8, 2), 1 / math.tan(math.radians(30))))
+    focal = 1 / math.tan(math.radians(30))
+    torch.testing.assert_close(cams.focal_length, torch.full((8, 2), focal))
 
 
 @pytest.mark.parametrize("up", [(0.0, 1.0, 0.0), (0.3, 0.8, -0.5), (0.0, 0.0, 1.0)])

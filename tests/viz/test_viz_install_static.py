@@ -54,7 +54,8 @@ def test_install_writes_every_file_visdom_expects_then_skips(tmp_path, fake_npm)
     assert (static / "fonts/glyphicons-halflings-regular.svg#glyphicons_halflingsregular").is_file()
     mathjax = static / "js/mathjax/2.7.5"
     assert (mathjax / "config/TeX-AMS-MML_HTMLorMML.js").is_file()
-    assert not (mathjax / "unpacked").exists() and not (mathjax / "fonts/HTML-CSS/STIX-Web").exists()
+    assert not (mathjax / "unpacked").exists()
+    assert not (mathjax / "fonts/HTML-CSS/STIX-Web").exists()
     assert (static.parent / "user" / "style.css").is_file()
     assert inst.is_installed(static)
     assert inst.install(static, quiet=True) is False  # idempotent: already complete
@@ -99,3 +100,16 @@ def test_manifest_matches_visdom_index_html(visdom_static):
     shipped = {"js/main.js", "css/style.css", "css/network.css"}
     assert referenced - shipped <= set(inst.required_targets()), textwrap.shorten(
         json.dumps(sorted(referenced - shipped - set(inst.required_targets()))), 200)
+
+
+def test_archive_round_trip_for_offline_hosts(tmp_path, fake_npm):
+    online = tmp_path / "online" / "static"
+    inst.install(online, quiet=True)
+    archive = tmp_path / "visdom_static.tar.gz"
+    count = inst.export_archive(archive, online)
+    assert count == len(inst.required_targets()) + 1  # + version.built (fake MathJax: just those)
+
+    offline = tmp_path / "offline" / "static"
+    inst.install_from_archive(archive, offline)
+    assert inst.is_installed(offline)
+    assert (offline.parent / "user" / "style.css").is_file()

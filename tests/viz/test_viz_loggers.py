@@ -122,3 +122,14 @@ def test_gif_encoding_is_animated():
     gif = encode_gif(torch.rand(7, 1, 10, 12), fps=10)
     with Image.open(io.BytesIO(gif)) as im:
         assert im.format == "GIF" and im.n_frames == 7 and im.size == (12, 10)
+
+
+def test_malformed_input_is_skipped_with_one_warning(tmp_path, caplog):
+    caplog.set_level(logging.WARNING)
+    logger = VisdomLogger(tmp_path / "run", port=free_port())
+    logger.log_images(0, {"bad": torch.rand(5, 4, 4)})  # 5 channels
+    logger.log_video(0, "bad", torch.rand(4, 4))  # not (T, C, H, W)
+    logger.log_scalars(0, {"loss": "not a number"})
+    logger.close()
+    skipped = [r for r in caplog.records if r.name == "holo3d.viz.visdom_logger"]
+    assert len(skipped) == 1 and "skipped" in skipped[0].getMessage()

@@ -40,10 +40,10 @@ class OrbitCameras:
 ELEVATION_DEG = (5.0, 40.0)
 ELEVATION_WOBBLE_DEG = (3.0, 12.0)
 SWEEP_DEG = (300.0, 360.0)
-DISTANCE = (2.8, 3.4)
-FOCAL_NDC = (1.8, 2.3)
+DISTANCE = (2.5, 3.1)
+FOCAL_NDC = (2.0, 2.6)
 PRINCIPAL_NDC = 0.04
-FILL = 0.9  # the object's projected radius stays below this fraction of the half image
+FILL = 0.92  # the object's projected radius stays below this fraction of the half image
 
 
 def sample_orbit(rng: np.random.Generator, n_frames: int, object_radius: float = 0.8) -> OrbitCameras:

@@ -15,6 +15,7 @@ from typing import Tuple
 import numpy as np
 from pytorch3d.utils import ico_sphere, torus
 
+from holo3d.data.synthetic.atlas import texel_positions
 from holo3d.data.synthetic.patterns import Finish
 
 KINDS = ("box", "frustum", "ellipsoid", "torus")
@@ -54,6 +55,13 @@ class Primitive:
         local, faces = self.local_mesh()
         colours = self.finish.colour(local / np.maximum(self.extent(), 1e-6))
         return local @ self.rotation.T + self.translation, faces, colours
+
+    def world_atlas(self, resolution: int) -> np.ndarray:
+        """(F, R, R, 3) texture-atlas colours of the faces of ``local_mesh`` (see atlas.py)."""
+        local, faces = self.local_mesh()
+        texels = texel_positions(local, faces, resolution)  # (F, R, R, 3)
+        colours = self.finish.colour(texels.reshape(-1, 3) / np.maximum(self.extent(), 1e-6))
+        return colours.reshape(texels.shape)
 
     def extent(self) -> np.ndarray:
         """(3,) half extents of the part's local bounding box (used to normalise patterns)."""

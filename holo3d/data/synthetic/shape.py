@@ -13,11 +13,13 @@ from typing import List
 
 import numpy as np
 import torch
-from pytorch3d.renderer import TexturesVertex
+from pytorch3d.renderer import TexturesAtlas, TexturesVertex
 from pytorch3d.structures import Meshes
 
 from holo3d.data.synthetic.categories import get_builder
 from holo3d.data.synthetic.primitives import Primitive
+
+ATLAS_RESOLUTION = 8  # texels per face edge: pattern detail without many triangles
 
 
 @dataclass
@@ -42,9 +44,16 @@ class SyntheticObject:
             np.concatenate(colours).astype(np.float32),
         )
 
-    def mesh(self, device: str = "cpu") -> Meshes:
-        """A single PyTorch3D mesh with per-vertex colours."""
-        verts, faces, colours = (torch.from_numpy(a).to(device) for a in self.mesh_arrays())
+    def mesh(self, device: str = "cpu", atlas_resolution: int = ATLAS_RESOLUTION) -> Meshes:
+        """A single PyTorch3D mesh coloured by a per-face texture atlas (for rendering)."""
+        verts, faces, _ = (torch.from_numpy(a).to(device) for a in self.mesh_arrays())
+        atlas = np.concatenate([p.world_atlas(atlas_resolution) for p in self.parts])
+        textures = TexturesAtlas([torch.from_numpy(atlas.astype(np.float32)).to(device)])
+        return Meshes(verts=[verts], faces=[faces], textures=textures)
+
+    def vertex_coloured_mesh(self) -> Meshes:
+        """The same mesh with the pattern sampled at the vertices (for saving as .ply)."""
+        verts, faces, colours = (torch.from_numpy(a) for a in self.mesh_arrays())
         return Meshes(verts=[verts], faces=[faces], textures=TexturesVertex([colours]))
 
     def occupancy(self, resolution: int = 64, extent: float = 2.0) -> np.ndarray:

@@ -1,0 +1,101 @@
+"""Figure 1: the training step of the full model, its peak memory, and scenes per second.
+
+One timed step is what ``HoloTrainingLoop``'s step does once the batch is on the device: the
+forward in ``torch.autocast(bf16)`` for "bf16" (weights and Adam stay fp32), the loop's one host
+sync reading the logged scalars, backward, ``optimizer.step``, ``scheduler.step`` and
+``zero_grad(set_to_none=True)``, with the optimizer and schedule of ``HoloOptimizerFactory``'s
+defaults. Bootstrap "off"/"on" sets ``bootstrap_prob`` to 0/1, so every step is (not) bootstrapped.
+Data loading is not in the step; ``train.batch_to_device`` times the loop's ``batch.to(device)``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Callable, Dict
+
+import torch
+from pytorch3d.implicitron.models.renderer.base import EvaluationMode
+from pytorch3d.implicitron.tools.config import expand_args_fields
+
+from holo3d.bench.context import BenchContext
+from holo3d.bench.model_setup import autocast
+from holo3d.bench.synthetic_batch import batch_bytes, pinned, synthetic_frame_data
+from holo3d.bench.timing import free_device_memory, peak_memory_gib, reset_peak_memory, time_fn
+from holo3d.train.optimizer_factory import HoloOptimizerFactory
+from holo3d.train.stats import scalar_values
+
+
+def make_optimizer(model: torch.nn.Module):
+    """The trainer's default optimizer and LR schedule (Adam, constant LR)."""
+    expand_args_fields(HoloOptimizerFactory)
+    return HoloOptimizerFactory()(model, iterations_per_epoch=1, max_epochs=1)
+
+
+def make_train_step(ctx: BenchContext, scenes: int, precision: str) -> Callable[[], Dict[str, float]]:
+    """A zero-argument training step on a fixed synthetic batch of ``scenes`` scenes."""
+    s, model, device = ctx.settings, ctx.model, ctx.device
+    batch = synthetic_frame_data(scenes, s.frames_per_scene, s.image_size, device, seed=s.seed)
+    optimizer, scheduler = make_optimizer(model)
+    model.train()
+    counter = itertools.count()
+
+    def step() -> Dict[str, float]:
+        with autocast(precision, device):
+            preds = model(**batch, evaluation_mode=EvaluationMode.TRAINING, iteration=next(counter))
+        values = scalar_values(preds, model.log_vars)  # the loop's per-step host sync
+        preds["objective"].backward()
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        return values
+
+    return step
+
+
+def measure_train_step(ctx: BenchContext, scenes: int, precision: str, bootstrap: bool) -> None:
+    s, model, device = ctx.settings, ctx.model, ctx.device
+    config = ctx.config(scenes=scenes, frames_per_scene=s.frames_per_scene, image_size=s.image_size,
+                        precision=precision, bootstrap=bootstrap, warmup=s.warmup, repeats=s.repeats)
+    saved_prob = model.bootstrap_prob
+    model.bootstrap_prob = 1.0 if bootstrap else 0.0
+    free_device_memory(device)
+    reset_peak_memory(device)
+    try:
+        step = make_train_step(ctx, scenes, precision)
+        timing = time_fn(step, device, s.warmup, s.repeats)
+    except torch.OutOfMemoryError as error:
+        for figure, unit in (("train.step_time", "s"), ("train.scenes_per_s", "scenes/s"),
+                             ("train.peak_memory", "GiB")):
+            ctx.emit(figure, None, unit, config, status="oom", error=str(error).splitlines()[0])
+        return
+    finally:
+        model.bootstrap_prob = saved_prob
+        model.zero_grad(set_to_none=True)
+    memory = peak_memory_gib(device)
+    del step
+    free_device_memory(device)
+    ctx.emit("train.step_time", timing.median_s, "s", config, **timing.stats())
+    ctx.emit("train.scenes_per_s", scenes / timing.median_s, "scenes/s", config)
+    ctx.emit("train.peak_memory", memory["allocated_gib"], "GiB", config,
+             reserved_gib=memory["reserved_gib"], per_scene_gib=memory["allocated_gib"] / scenes)
+
+
+def measure_batch_to_device(ctx: BenchContext, scenes: int) -> None:
+    """Host-to-device copy of one batch (the loop's ``batch.to(device)``), pageable and pinned."""
+    s, device = ctx.settings, ctx.device
+    host = synthetic_frame_data(scenes, s.frames_per_scene, s.image_size, torch.device("cpu"), s.seed)
+    for is_pinned, batch in ((False, host), (True, pinned(host))):
+        timing = time_fn(lambda: batch.to(device), device, 1, s.repeats)
+        config = ctx.config(scenes=scenes, frames_per_scene=s.frames_per_scene,
+                            image_size=s.image_size, pinned=is_pinned)
+        ctx.emit("train.batch_to_device", timing.median_s, "s", config,
+                 gib_per_s=batch_bytes(batch) / 2**30 / timing.median_s, **timing.stats())
+
+
+def run_train(ctx: BenchContext) -> None:
+    s = ctx.settings
+    for bootstrap, precision, scenes in itertools.product(s.bootstrap, s.precisions, s.scenes):
+        measure_train_step(ctx, scenes, precision, bootstrap)
+    if ctx.device.type == "cuda":
+        for scenes in s.scenes:
+            measure_batch_to_device(ctx, scenes)

@@ -1,0 +1,178 @@
+"""generate_samples.py's driver: sample grids from noise, render turntables, write videos, grids, meshes.
+
+Outputs in ``EXP/generated_samples/`` (every file written under a temporary name, then renamed):
+
+    sample_XXX.mp4              turntable of sample XXX (.gif beside it with gif=True)
+    sample_XXX_progressive.mp4  the denoising animation (progressive_sampling_steps_per_render=k)
+    sample_XXX.pt               the (F, D, H, W) grid (save_voxel_features=True)
+    sample_XXX.ply              coloured mesh (export_mesh=True)
+    contact_sheet.png           every sample (rows) from a few fixed views (columns)
+    manifest.json               settings, checkpoint and files of this run
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from pathlib import Path
+from typing import Dict, List
+
+import torch
+from tqdm import tqdm
+
+from holo3d.sample.camera_path import make_turntable
+from holo3d.sample.contact_sheet import compose_sheet, sheet_view_indices, write_png
+from holo3d.sample.dataset_access import training_cameras_if_available
+from holo3d.sample.experiment_loader import (
+    ExperimentLoadError,
+    LoadedExperiment,
+    load_experiment,
+    output_dir,
+    require_methods,
+)
+from holo3d.sample.frame_renderer import render_views, resize_frames
+from holo3d.sample.mesh_export import extract_mesh, save_mesh_ply
+from holo3d.sample.progressive import ProgressiveRenderer
+from holo3d.sample.script_config import SampleConfig, SettingsError, optional_steps
+from holo3d.sample.video_writer import VideoWriter, video_backend, write_video
+from holo3d.train.atomic_file import open_atomic, write_text_atomic
+
+logger = logging.getLogger(__name__)
+
+SAMPLERS = ("ddpm", "ddim", "heun", "euler")
+
+
+def check_settings(cfg: SampleConfig) -> None:
+    """Refuses settings that would fail late (after minutes of sampling), naming the key."""
+    problems = []
+    if cfg.sampler not in SAMPLERS:
+        problems.append(f"sampler={cfg.sampler!r} (expected one of {', '.join(SAMPLERS)})")
+    for key in ("render_size", "video_size"):
+        size = list(getattr(cfg, key))
+        if len(size) != 2 or min(size) < 1:
+            problems.append(f"{key}={size} (expected [H, W] of positive integers)")
+    for key in ("num_samples", "batch_size", "n_frames", "fps", "mesh_resolution"):
+        if getattr(cfg, key) < 1:
+            problems.append(f"{key}={getattr(cfg, key)} (must be >= 1)")
+    if cfg.progressive_sampling_steps_per_render < 0:
+        problems.append("progressive_sampling_steps_per_render must be >= 0")
+    if problems:
+        raise SettingsError("invalid settings: " + "; ".join(problems))
+
+
+def generate_samples(cfg: SampleConfig) -> Path:
+    """Runs the whole script; returns the output folder."""
+    check_settings(cfg)
+    video_backend()  # no encoder -> fail now, not after sampling
+    loaded = load_experiment(cfg.exp_dir, cfg.epoch, cfg.use_ema, cfg.device)
+    require_methods(loaded.model, ("sample", "render_grid"), "sample grids")
+    _check_can_sample(loaded.model)
+    cameras, note = _turntable(cfg, loaded)
+    logger.info(note)
+    out_dir = output_dir(loaded, cfg.output_dir, "generated_samples")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    generator = torch.Generator(device=loaded.device).manual_seed(cfg.seed)
+    columns = sheet_view_indices(cfg.n_frames, cfg.contact_sheet_views)
+    rows, files = [], []
+    with tqdm(total=cfg.num_samples, desc="samples", unit="sample") as bar:
+        for start in range(0, cfg.num_samples, cfg.batch_size):
+            n = min(cfg.batch_size, cfg.num_samples - start)
+            grids, progressive = _sample_batch(cfg, loaded, n, start, generator, cameras, out_dir)
+            files += progressive
+            for b in range(n):
+                row, written = _write_sample(cfg, loaded, grids[b], start + b, cameras, out_dir, columns)
+                rows.append(row)
+                files += written
+                bar.update(1)
+    files.append(write_png(out_dir / "contact_sheet.png", compose_sheet(rows)))
+    _write_manifest(out_dir, cfg, loaded, note, files)
+    logger.info("wrote %d samples to %s", cfg.num_samples, out_dir)
+    return out_dir
+
+
+def _check_can_sample(model: torch.nn.Module) -> None:
+    if not (getattr(model, "use_unet", True) and getattr(model, "use_diffusion", True)):
+        raise ExperimentLoadError(
+            f"this experiment's {type(model).__name__} is a reconstruction baseline "
+            "(use_diffusion=False): it cannot sample from noise; use visualize_reconstruction.py"
+        )
+
+
+def _turntable(cfg: SampleConfig, loaded: LoadedExperiment):
+    """Turntable cameras; the training cameras set up axis / distance only if the dataset is on disk."""
+    needs_data = len(cfg.up) == 0 or cfg.distance <= 0
+    data_cameras, why_not = training_cameras_if_available(loaded.config) if needs_data else (None, "")
+    cameras, note = make_turntable(cfg, _volume_extent(loaded.model), data_cameras, device=loaded.device)
+    if needs_data and data_cameras is None:
+        note += f"; dataset not used: {why_not}"
+    return cameras, note
+
+
+def _volume_extent(model: torch.nn.Module) -> float:
+    return float(getattr(model, "volume_extent", 2.0))
+
+
+def _chunk_size(cfg, model: torch.nn.Module) -> int:
+    return cfg.chunk_size if cfg.chunk_size > 0 else int(getattr(model, "chunk_size_eval", 2**16))
+
+
+def _sampler_kwargs(cfg: SampleConfig) -> Dict:
+    kwargs = {"sampler": cfg.sampler, "steps": optional_steps(cfg.steps), "eta": cfg.eta}
+    if cfg.sampler in ("heun", "euler") and cfg.s_churn > 0:
+        kwargs["S_churn"] = cfg.s_churn
+    return kwargs
+
+
+def _sample_batch(cfg, loaded, n, start, generator, cameras, out_dir):
+    """(n grids (n, F, D, H, W), progressive video paths): one sampler call for the batch."""
+    model, k = loaded.model, cfg.progressive_sampling_steps_per_render
+    steps_bar = tqdm(desc=f"sampling {start}-{start + n - 1}", unit="step", leave=False)
+    with steps_bar, contextlib.ExitStack() as stack:
+        callback, writers = (lambda i, x, x0: steps_bar.update(1)), []
+        if k > 0:
+            writers = [
+                stack.enter_context(VideoWriter(out_dir / f"sample_{start + b:03d}_progressive.mp4", cfg.fps, cfg.gif))
+                for b in range(n)
+            ]
+            callback = ProgressiveRenderer(model, writers, cameras, cfg.render_size, cfg.video_size, k,
+                                           _chunk_size(cfg, model), steps_bar)
+        grids = model.sample(n, generator=generator, callback=callback, device=loaded.device,
+                             **_sampler_kwargs(cfg))
+        if k > 0:
+            logger.info("progressive: %d frames over %d steps", callback.finish(), callback.n_steps)
+    return grids, [w.path for w in writers]
+
+
+def _write_sample(cfg, loaded, grid, index, cameras, out_dir, columns):
+    """Turntable video, optional grid and mesh of one sample; (sheet row (V, 3, H, W), paths)."""
+    name, model = f"sample_{index:03d}", loaded.model
+    with tqdm(total=len(cameras), desc=f"{name} frames", unit="frame", leave=False) as bar:
+        frames = render_views(model, grid, cameras, cfg.render_size, _chunk_size(cfg, model), bar)
+    written = write_video(out_dir / f"{name}.mp4", resize_frames(frames["rgb"], cfg.video_size),
+                          cfg.fps, cfg.gif)
+    if cfg.save_voxel_features:
+        with open_atomic(out_dir / f"{name}.pt") as stream:
+            torch.save(grid.detach().cpu().clone(), stream)
+        written.append(out_dir / f"{name}.pt")
+    if cfg.export_mesh:
+        written += _export_mesh(cfg, model, grid, out_dir / f"{name}.ply")
+    return frames["rgb"][columns], written
+
+
+def _export_mesh(cfg, model, grid, path: Path) -> List[Path]:
+    mesh, level = extract_mesh(model, grid, cfg.mesh_resolution, cfg.mesh_threshold)
+    if mesh is None:
+        logger.warning("%s: no surface at density level %.4g; no mesh written", path.stem, level)
+        return []
+    save_mesh_ply(mesh, path)
+    logger.info("%s: %d vertices at density level %.4g", path.name, mesh.num_verts_per_mesh()[0], level)
+    return [path]
+
+
+def _write_manifest(out_dir: Path, cfg, loaded: LoadedExperiment, note: str, files) -> None:
+    settings = {k: getattr(cfg, k) for k in ("num_samples", "batch_size", "sampler", "steps", "eta",
+                                             "s_churn", "seed", "progressive_sampling_steps_per_render")}
+    manifest = {**loaded.info(), "settings": settings, "camera_path": note,
+                "files": sorted(str(Path(f).name) for f in files)}
+    write_text_atomic(out_dir / "manifest.json", json.dumps(manifest, indent=2, default=list) + "\n")

@@ -1,0 +1,160 @@
+"""Video files written frame by frame: mp4 (h264 through imageio-ffmpeg; OpenCV's mp4v where
+imageio-ffmpeg is absent, as on the GPU hosts) and, optionally, a GIF next to it.
+
+Frames stream into a hidden temporary file that is renamed to the final name only when the video is
+complete, so an interrupted run never leaves a truncated file that looks like a result. Frames are
+padded by one replicated row / column to even sizes: h264 in yuv420p needs them.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+from pathlib import Path
+from typing import List, Optional
+
+import numpy as np
+import torch
+
+from holo3d.train.atomic_file import open_atomic, temporary_sibling
+
+logger = logging.getLogger(__name__)
+
+
+def video_backend() -> str:
+    """The mp4 encoder available here: "imageio-ffmpeg" or "cv2"; raises when there is none.
+
+    Called before any sampling starts, so a missing encoder costs nothing.
+    """
+    for module, name in (("imageio_ffmpeg", "imageio-ffmpeg"), ("cv2", "cv2")):
+        if importlib.util.find_spec(module) is not None:
+            return name
+    raise RuntimeError("no mp4 encoder: install imageio-ffmpeg (or opencv-python-headless)")
+
+
+def to_uint8_frames(frames: torch.Tensor) -> np.ndarray:
+    """(T, 3, H, W) float in [0, 1] -> (T, H', W', 3) uint8 with H', W' rounded up to even."""
+    frames = frames.detach().float().clamp(0, 1)
+    pad_h, pad_w = frames.shape[-2] % 2, frames.shape[-1] % 2
+    if pad_h or pad_w:
+        frames = torch.nn.functional.pad(frames, (0, pad_w, 0, pad_h), mode="replicate")
+    pixels = (frames * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1)  # (T, H, W, 3)
+    return pixels.cpu().numpy()
+
+
+class _FfmpegStream:
+    def __init__(self, path: Path, size, fps: int):
+        import imageio_ffmpeg
+
+        self._writer = imageio_ffmpeg.write_frames(
+            str(path), (size[1], size[0]), fps=fps, codec="libx264", pix_fmt_out="yuv420p",
+            quality=8, macro_block_size=1, ffmpeg_log_level="error",
+        )
+        self._writer.send(None)  # starts ffmpeg
+
+    def write(self, frame: np.ndarray) -> None:
+        self._writer.send(np.ascontiguousarray(frame))
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+class _OpenCVStream:
+    def __init__(self, path: Path, size, fps: int):
+        import cv2
+
+        self._cv2 = cv2
+        self._writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (size[1], size[0]))
+        if not self._writer.isOpened():
+            raise RuntimeError(f"OpenCV could not open {path} for writing")
+
+    def write(self, frame: np.ndarray) -> None:
+        self._writer.write(self._cv2.cvtColor(frame, self._cv2.COLOR_RGB2BGR))
+
+    def close(self) -> None:
+        self._writer.release()
+
+
+class VideoWriter:
+    """``with VideoWriter(path, fps) as video: video.append(frames)``; the file appears on exit.
+
+    Args:
+        path: the final .mp4 path.
+        fps: frames per second.
+        gif: also write ``path`` with a .gif suffix (kept in memory until closed).
+    """
+
+    def __init__(self, path: Path, fps: int = 25, gif: bool = False):
+        self.path, self.fps, self.gif = Path(path), int(fps), gif
+        self._tmp = temporary_sibling(self.path)
+        self._stream = None
+        self._gif_frames: List[np.ndarray] = []
+        self.n_frames = 0
+        self.written: List[Path] = []
+        self.backend = video_backend()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def append(self, frames: torch.Tensor) -> None:
+        """Adds frames (T, 3, H, W) or one frame (3, H, W), float in [0, 1]."""
+        pixels = to_uint8_frames(frames[None] if frames.ndim == 3 else frames)
+        if self._stream is None:
+            stream_cls = _FfmpegStream if self.backend == "imageio-ffmpeg" else _OpenCVStream
+            self._stream = stream_cls(self._tmp, pixels.shape[1:3], self.fps)
+        for frame in pixels:
+            self._stream.write(frame)
+        if self.gif:
+            self._gif_frames.extend(pixels)
+        self.n_frames += len(pixels)
+
+    def close(self) -> List[Path]:
+        """Finishes the files and moves them into place; returns the paths written."""
+        if self._stream is None:
+            raise ValueError(f"{self.path}: no frames were written")
+        self._stream.close()
+        self._stream = None
+        os.replace(self._tmp, self.path)
+        self.written = [self.path]
+        if self.gif:
+            self.written.append(self._write_gif())
+        return self.written
+
+    def abort(self) -> None:
+        """Drops everything written so far."""
+        if self._stream is not None:
+            try:
+                self._stream.close()
+            except Exception:  # noqa: BLE001 - the file is deleted anyway
+                pass
+            self._stream = None
+        self._tmp.unlink(missing_ok=True)
+
+    def _write_gif(self) -> Path:
+        from PIL import Image
+
+        path = self.path.with_suffix(".gif")
+        images = [Image.fromarray(frame) for frame in self._gif_frames]
+        # GIF delays are in 1/100 s; below 2 cs browsers ignore them and play at 10 fps.
+        duration_ms = max(20, round(1000 / max(1, self.fps)))
+        with open_atomic(path) as stream:
+            images[0].save(stream, format="GIF", save_all=True, append_images=images[1:],
+                           duration=duration_ms, loop=0)
+        self._gif_frames = []
+        return path
+
+    def __enter__(self) -> "VideoWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> Optional[bool]:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+        return None
+
+
+def write_video(path: Path, frames: torch.Tensor, fps: int = 25, gif: bool = False) -> List[Path]:
+    """Writes (T, 3, H, W) frames in [0, 1] as ``path`` (and a GIF beside it when asked)."""
+    with VideoWriter(path, fps, gif) as video:
+        video.append(frames)
+    return video.written
