@@ -7,7 +7,6 @@ logger thread -> visdom server -> browser.
 
 from __future__ import annotations
 
-import time
 
 import pytest
 import torch
@@ -86,7 +85,7 @@ def test_dashboard_shows_training_panels(dashboard, chromium_executable, artifac
                          timeout=60)
         browser.wait_until_stable(_LAYOUT_JS)  # react-grid-layout animates windows into place
         windows = _windows_by_title(browser)
-        shot = browser.screenshot(artifact_dir / f"dashboard_{time.strftime('%Y%m%d-%H%M%S')}.png")
+        shot = browser.screenshot(artifact_dir / "dashboard_panels.png")
         errors = browser.console_errors
     print(f"dashboard screenshot: {shot}")
 

@@ -75,6 +75,12 @@ class Primitive:
             return np.array(s, dtype=np.float64)
         return np.array([s[0] + s[1], s[1], s[0] + s[1]])
 
+    def world_bounds(self) -> Tuple[np.ndarray, np.ndarray]:
+        """(3,) low and high corners of a world box containing the solid."""
+        corners = np.array(np.meshgrid(*[[-1.0, 1.0]] * 3, indexing="ij")).reshape(3, -1).T
+        world = (corners * self.extent()) @ self.rotation.T + self.translation  # (8, 3)
+        return world.min(axis=0), world.max(axis=0)
+
     def contains(self, points: np.ndarray) -> np.ndarray:
         """(P,) bool: which of the (P, 3) world points lie inside the solid."""
         local = (points - self.translation) @ self.rotation  # (P, 3), inverse of the rotation

@@ -63,12 +63,17 @@ class SyntheticObject:
         ``x_i = (i + 0.5) * extent / resolution - extent / 2``, lies inside some part.
         """
         centres = (np.arange(resolution) + 0.5) * extent / resolution - extent / 2
-        z, y, x = np.meshgrid(centres, centres, centres, indexing="ij")
-        points = np.stack([x.ravel(), y.ravel(), z.ravel()], axis=1)  # (D*H*W, 3)
-        inside = np.zeros(len(points), dtype=bool)
+        grid = np.zeros((resolution,) * 3, dtype=bool)  # (D, H, W)
         for part in self.parts:
-            inside |= part.contains(points)
-        return inside.reshape(resolution, resolution, resolution)  # (D, H, W)
+            # only the voxels inside the part's bounding box can be inside the part
+            low, high = part.world_bounds()
+            ix, iy, iz = (np.flatnonzero((centres >= low[a]) & (centres <= high[a])) for a in range(3))
+            if min(len(ix), len(iy), len(iz)) == 0:
+                continue
+            z, y, x = np.meshgrid(centres[iz], centres[iy], centres[ix], indexing="ij")
+            inside = part.contains(np.stack([x.ravel(), y.ravel(), z.ravel()], axis=1))
+            grid[np.ix_(iz, iy, ix)] |= inside.reshape(len(iz), len(iy), len(ix))
+        return grid
 
     def describe(self) -> dict:
         """A JSON-able description of the parts (kind, size, pose, finish) for provenance."""
