@@ -6,7 +6,7 @@ Everything here is best effort: a visualisation that fails is logged once and ne
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
 import torch
 
@@ -16,14 +16,15 @@ logger = logging.getLogger(__name__)
 
 
 class TrainingMonitor:
-    def __init__(self, sink: ExperimentLogger):
+    def __init__(self, sink: ExperimentLogger, enabled: bool = True):
         self.sink = sink
+        self.enabled = enabled  # False: nothing is rendered or posted (other ranks, logger=none)
         self._failed: set = set()
 
     @classmethod
     def create(cls, loop_cfg: Any, exp_dir: str, is_main_process: bool) -> "TrainingMonitor":
         if not is_main_process or loop_cfg.logger == "none":
-            return cls(ExperimentLogger())
+            return cls(ExperimentLogger(), enabled=False)
         from holo3d.viz.logger_factory import make_logger
 
         kwargs: Dict[str, Any] = {}
@@ -34,9 +35,9 @@ class TrainingMonitor:
     def scalars(self, step: int, values: Dict[str, float], split: str) -> None:
         self._guard("scalars", self.sink.log_scalars, step, values, split)
 
-    def panels(self, step: int, preds: Optional[Dict[str, Any]]) -> None:
-        if preds:
-            self._guard("panels", self._panels, step, preds)
+    def panels(self, step: int, model: torch.nn.Module, batch: Any) -> None:
+        """Renders the batch's targets in full (evaluation mode) and posts the panels."""
+        self._guard("panels", self._panels, step, model, batch)
 
     def sample_video(self, step: int, model: torch.nn.Module) -> None:
         if hasattr(model, "sample") and hasattr(model, "render_grid"):
@@ -45,9 +46,17 @@ class TrainingMonitor:
     def close(self) -> None:
         self._guard("close", self.sink.close)
 
-    def _panels(self, step: int, preds: Dict[str, Any]) -> None:
+    @torch.no_grad()
+    def _panels(self, step: int, model: torch.nn.Module, batch: Any) -> None:
+        from pytorch3d.implicitron.models.renderer.base import EvaluationMode
+
         from holo3d.viz.panels import prediction_panels
 
+        was_training = model.training
+        try:
+            preds = model.eval()(**batch, evaluation_mode=EvaluationMode.EVALUATION)
+        finally:
+            model.train(was_training)
         self.sink.log_images(step, prediction_panels(preds))
 
     def _sample_video(self, step: int, model: torch.nn.Module) -> None:
@@ -56,6 +65,8 @@ class TrainingMonitor:
         self.sink.log_video(step, "sample", preview_sample_video(model))
 
     def _guard(self, what: str, fn, *args) -> None:
+        if not self.enabled:
+            return
         try:
             fn(*args)
         except Exception as error:  # monitoring must never stop training
