@@ -18,9 +18,7 @@ register_script_configs()
 
 @hydra.main(config_path=None, config_name="generate_samples", version_base="1.3")
 def main(cfg) -> None:
-    from holo3d.sample.generate import generate_samples
-
-    run_script(generate_samples, cfg, "generate_samples.py")
+    run_script("holo3d.sample.generate:generate_samples", cfg, "generate_samples.py")
 
 
 if __name__ == "__main__":

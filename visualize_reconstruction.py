@@ -18,9 +18,7 @@ register_script_configs()
 
 @hydra.main(config_path=None, config_name="visualize_reconstruction", version_base="1.3")
 def main(cfg) -> None:
-    from holo3d.sample.reconstruct import visualize_reconstruction
-
-    run_script(visualize_reconstruction, cfg, "visualize_reconstruction.py")
+    run_script("holo3d.sample.reconstruct:visualize_reconstruction", cfg, "visualize_reconstruction.py")
 
 
 if __name__ == "__main__":

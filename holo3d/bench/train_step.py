@@ -20,7 +20,7 @@ from pytorch3d.implicitron.tools.config import expand_args_fields
 from holo3d.bench.context import BenchContext
 from holo3d.bench.model_setup import autocast
 from holo3d.bench.synthetic_batch import batch_bytes, pinned, synthetic_frame_data
-from holo3d.bench.timing import free_device_memory, peak_memory_gib, reset_peak_memory, time_fn
+from holo3d.bench.timing import peak_memory_gib, reset_peak_memory, time_fn
 from holo3d.train.optimizer_factory import HoloOptimizerFactory
 from holo3d.train.stats import scalar_values
 
@@ -56,40 +56,35 @@ def measure_train_step(ctx: BenchContext, scenes: int, precision: str, bootstrap
     s, model, device = ctx.settings, ctx.model, ctx.device
     config = ctx.config(scenes=scenes, frames_per_scene=s.frames_per_scene, image_size=s.image_size,
                         precision=precision, bootstrap=bootstrap, warmup=s.warmup, repeats=s.repeats)
+    figures = [("train.step_time", "s"), ("train.scenes_per_s", "scenes/s"), ("train.peak_memory", "GiB")]
     saved_prob = model.bootstrap_prob
     model.bootstrap_prob = 1.0 if bootstrap else 0.0
-    free_device_memory(device)
-    reset_peak_memory(device)
     try:
-        step = make_train_step(ctx, scenes, precision)
-        timing = time_fn(step, device, s.warmup, s.repeats)
-    except torch.OutOfMemoryError as error:
-        for figure, unit in (("train.step_time", "s"), ("train.scenes_per_s", "scenes/s"),
-                             ("train.peak_memory", "GiB")):
-            ctx.emit(figure, None, unit, config, status="oom", error=str(error).splitlines()[0])
-        return
+        with ctx.guard(figures, config):
+            reset_peak_memory(device)  # after the guard freed what earlier figures left
+            timing = time_fn(make_train_step(ctx, scenes, precision), device, s.warmup, s.repeats)
+            memory = peak_memory_gib(device)
+            ctx.emit("train.step_time", timing.median_s, "s", config, **timing.stats())
+            ctx.emit("train.scenes_per_s", scenes / timing.median_s, "scenes/s", config)
+            ctx.emit("train.peak_memory", memory["allocated_gib"], "GiB", config,
+                     reserved_gib=memory["reserved_gib"], per_scene_gib=memory["allocated_gib"] / scenes)
     finally:
         model.bootstrap_prob = saved_prob
         model.zero_grad(set_to_none=True)
-    memory = peak_memory_gib(device)
-    del step
-    free_device_memory(device)
-    ctx.emit("train.step_time", timing.median_s, "s", config, **timing.stats())
-    ctx.emit("train.scenes_per_s", scenes / timing.median_s, "scenes/s", config)
-    ctx.emit("train.peak_memory", memory["allocated_gib"], "GiB", config,
-             reserved_gib=memory["reserved_gib"], per_scene_gib=memory["allocated_gib"] / scenes)
 
 
 def measure_batch_to_device(ctx: BenchContext, scenes: int) -> None:
     """Host-to-device copy of one batch (the loop's ``batch.to(device)``), pageable and pinned."""
     s, device = ctx.settings, ctx.device
     host = synthetic_frame_data(scenes, s.frames_per_scene, s.image_size, torch.device("cpu"), s.seed)
-    for is_pinned, batch in ((False, host), (True, pinned(host))):
-        timing = time_fn(lambda: batch.to(device), device, 1, s.repeats)
+    for is_pinned in (False, True):
         config = ctx.config(scenes=scenes, frames_per_scene=s.frames_per_scene,
                             image_size=s.image_size, pinned=is_pinned)
-        ctx.emit("train.batch_to_device", timing.median_s, "s", config,
-                 gib_per_s=batch_bytes(batch) / 2**30 / timing.median_s, **timing.stats())
+        with ctx.guard([("train.batch_to_device", "s")], config):
+            batch = pinned(host) if is_pinned else host
+            timing = time_fn(lambda: batch.to(device), device, 1, s.repeats)
+            ctx.emit("train.batch_to_device", timing.median_s, "s", config,
+                     gib_per_s=batch_bytes(batch) / 2**30 / timing.median_s, **timing.stats())
 
 
 def run_train(ctx: BenchContext) -> None:

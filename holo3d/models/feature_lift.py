@@ -247,7 +247,9 @@ class FeatureLifter(nn.Module):
         pooled = self.pool(feats, self.view_weights(cameras, points, valid))  # (S, M, 2C)
         res = self.resolution
         grid = rearrange(pooled, "s (d h w) c -> s c d h w", d=res, h=res, w=res)
-        return torch.tanh(self.to_grid(grid))  # (S, F, D, H, W)
+        # float32 whatever autocast chose: the grid is noised, denoised and sampled at world
+        # coordinates downstream, where bf16 would cost precision.
+        return torch.tanh(self.to_grid(grid)).float()  # (S, F, D, H, W)
 
 
 enable_get_default_args(FeatureLifter)

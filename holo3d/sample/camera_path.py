@@ -14,7 +14,7 @@ from pytorch3d.renderer import PerspectiveCameras
 from pytorch3d.renderer.cameras import CamerasBase
 
 from holo3d.render.trajectories import estimate_up_axis, turntable_cameras
-from holo3d.sample.script_config import SettingsError
+from holo3d.sample.input_checks import SettingsError
 
 DEFAULT_UP = (0.0, 1.0, 0.0)
 # Without data, the camera sits 1.5 volume extents from the centre: with the default NDC focal
@@ -31,7 +31,7 @@ def resolve_up(cfg, data_cameras: Optional[CamerasBase]) -> Tuple[torch.Tensor, 
         return up / up.norm().clamp_min(1e-12), "given"
     if data_cameras is not None:
         up = estimate_up_axis(data_cameras.cpu())
-        return up, f"estimated from {len(data_cameras)} training cameras"
+        return up, f"estimated from {len(data_cameras)} dataset cameras"
     return torch.tensor(DEFAULT_UP), "default +Y (dataset not available to estimate it)"
 
 
@@ -41,7 +41,7 @@ def resolve_distance(cfg, volume_extent: float, data_cameras: Optional[CamerasBa
         return float(cfg.distance), "given"
     if data_cameras is not None:
         centres = data_cameras.cpu().get_camera_center()  # (N, 3)
-        return float(centres.norm(dim=-1).median()), "median of the training cameras"
+        return float(centres.norm(dim=-1).median()), "median of the dataset cameras"
     return DEFAULT_DISTANCE_PER_EXTENT * volume_extent, "default (1.5 x volume_extent)"
 
 

@@ -11,7 +11,7 @@ import os
 from typing import Iterator, List, Optional, Tuple
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from pytorch3d.implicitron.dataset.data_source import DataSourceBase
 from pytorch3d.implicitron.dataset.frame_data import FrameData
 from pytorch3d.implicitron.tools.config import registry
@@ -22,6 +22,8 @@ from holo3d.train.experiment import pruned_config
 logger = logging.getLogger(__name__)
 
 _ROOT_ENV = "CO3DV2_DATASET_ROOT"
+_HOLO3D_SOURCE = "Holo3DDataSource"
+_PROVIDER_ARGS = "dataset_map_provider_JsonIndexDatasetMapProviderV2_args"
 
 
 def _keys_named(cfg: DictConfig, name: str, prefix: str = "") -> Iterator[Tuple[str, object]]:
@@ -34,18 +36,36 @@ def _keys_named(cfg: DictConfig, name: str, prefix: str = "") -> Iterator[Tuple[
             yield full, cfg[key]
 
 
+def _holo3d_root(source_args: DictConfig) -> str:
+    """Holo3DDataSource's own resolution: explicit root, else the built-in preset's, else $CO3DV2."""
+    from holo3d.data.synthetic.builtin import default_builtin_root
+
+    root = source_args[_PROVIDER_ARGS].dataset_root
+    if not root and source_args.builtin_preset:
+        return default_builtin_root(source_args.builtin_preset)
+    return root or os.environ.get(_ROOT_ENV, "")
+
+
 def dataset_roots(config: DictConfig) -> List[str]:
-    """Dataset folders the selected data source reads (empty roots fall back to $CO3DV2_DATASET_ROOT)."""
+    """Dataset folders the selected data source reads (an empty root means $CO3DV2_DATASET_ROOT)."""
+    name = config.data_source_class_type
+    if name == _HOLO3D_SOURCE and config.data_source_Holo3DDataSource_args.dataset_map_provider_class_type == (
+        "JsonIndexDatasetMapProviderV2"
+    ):
+        return [_holo3d_root(config.data_source_Holo3DDataSource_args)]
     pruned = pruned_config(config)
-    roots = []
-    for key, value in _keys_named(pruned, "dataset_root"):
-        if key.startswith("data_source"):
-            roots.append(str(value) if value else os.environ.get(_ROOT_ENV, ""))
-    return roots
+    return [
+        str(value) if value else os.environ.get(_ROOT_ENV, "")
+        for key, value in _keys_named(pruned, "dataset_root")
+        if key.startswith("data_source")
+    ]
 
 
 def dataset_unavailable_reason(config: DictConfig) -> Optional[str]:
-    """None when every dataset folder the config names exists, else one line saying which does not."""
+    """None when every dataset folder the config names exists, else one line saying which does not.
+
+    Nothing is generated: the built-in dataset counts as unavailable until it is on disk.
+    """
     roots = dataset_roots(config)
     if not roots:
         return "the experiment's data source names no dataset_root"
@@ -58,12 +78,16 @@ def dataset_unavailable_reason(config: DictConfig) -> Optional[str]:
 
 
 def build_data_source(config: DictConfig) -> DataSourceBase:
-    """The experiment's data source, as configured for training."""
+    """The experiment's data source, as configured for training, reading the dataset on disk
+    (the built-in dataset's root made explicit and never generated)."""
     import holo3d.data  # noqa: F401  (registers holo3d's data sources)
 
     name = config.data_source_class_type
-    source_cls = registry.get(DataSourceBase, name)
-    return source_cls(**config[f"data_source_{name}_args"])
+    args = OmegaConf.create(OmegaConf.to_container(config[f"data_source_{name}_args"]))
+    if name == _HOLO3D_SOURCE and _PROVIDER_ARGS in args:
+        args[_PROVIDER_ARGS].dataset_root = _holo3d_root(args)
+        args.generate_builtin_if_missing = False
+    return registry.get(DataSourceBase, name)(**args)
 
 
 def dataset_cameras(dataset, max_frames: int = 400) -> PerspectiveCameras:

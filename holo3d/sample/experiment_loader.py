@@ -18,19 +18,18 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from pytorch3d.implicitron.tools.config import get_default_args, registry
 
+from holo3d.sample.input_checks import ExperimentLoadError, preflight_exp_dir
 from holo3d.train.checkpoint import (
     CheckpointError,
     check_state_dict_compatible,
     checkpoint_dir,
+    list_checkpoints,
+    load_checkpoint_file,
     load_latest_checkpoint,
 )
-from holo3d.train.experiment import EXPCONFIG_NAME, Experiment
+from holo3d.train.experiment import EXPCONFIG_NAME, Experiment, pruned_config
 
 logger = logging.getLogger(__name__)
-
-
-class ExperimentLoadError(RuntimeError):
-    """An experiment folder that cannot be used; the message is one line naming the problem."""
 
 
 @dataclass
@@ -78,7 +77,7 @@ def load_experiment(
     exp_dir: str, epoch: int = -1, use_ema: bool = True, device: str = "auto"
 ) -> LoadedExperiment:
     """The experiment in ``exp_dir`` with the newest usable checkpoint (or exactly ``epoch``'s)."""
-    folder = _existing_folder(exp_dir)
+    folder = preflight_exp_dir(exp_dir)
     state = _checkpoint_state(folder, epoch)
     config = _typed_config(folder, state)
     model = build_model(config)
@@ -97,20 +96,17 @@ def load_experiment(
     )
 
 
-def _existing_folder(exp_dir: str) -> Path:
-    if not exp_dir:
-        raise ExperimentLoadError("exp_dir is required: pass exp_dir=PATH (a training experiment folder)")
-    folder = Path(exp_dir).expanduser().resolve()
-    if not folder.is_dir():
-        raise ExperimentLoadError(f"exp_dir {folder} does not exist")
-    return folder
-
-
 def _checkpoint_state(folder: Path, epoch: int) -> Dict[str, Any]:
     try:
         state = load_latest_checkpoint(folder, epoch=epoch if epoch >= 0 else None)
     except CheckpointError as error:
         raise ExperimentLoadError(_one_line(error)) from None
+    if state is None and list_checkpoints(folder):
+        # Every file was skipped as unusable: the newest one's reason is the one to report.
+        try:
+            load_checkpoint_file(list_checkpoints(folder)[-1])
+        except CheckpointError as error:
+            raise ExperimentLoadError(f"no usable checkpoint in {folder}: {_one_line(error)}") from None
     if state is None:
         raise ExperimentLoadError(
             f"exp_dir {folder} has no usable checkpoint (no {checkpoint_dir(folder)}/epoch_*.pth); "
@@ -123,7 +119,9 @@ def _typed_config(folder: Path, state: Dict[str, Any]) -> DictConfig:
     """expconfig.yaml (or the config stored in the checkpoint) merged onto today's defaults.
 
     The merge is what catches a config from another holo3d version: a key that no longer exists
-    or a value of the wrong type fails here, named, before any model is built.
+    or a value of the wrong type fails here, named, before any model is built. Only the selected
+    components are compared: the saved file also lists every other registered implementation's
+    arguments (e.g. test-only ones), which need not exist here.
     """
     path = folder / EXPCONFIG_NAME
     if path.is_file():
@@ -133,7 +131,7 @@ def _typed_config(folder: Path, state: Dict[str, Any]) -> DictConfig:
     else:
         raise ExperimentLoadError(f"exp_dir {folder} has no {EXPCONFIG_NAME} and its checkpoint stores no config")
     try:
-        saved = OmegaConf.create(text)
+        saved = pruned_config(OmegaConf.create(text))
         return OmegaConf.merge(get_default_args(Experiment), saved)
     except Exception as error:  # noqa: BLE001 - YAML syntax, unknown keys, wrong types
         raise ExperimentLoadError(

@@ -25,7 +25,6 @@ from holo3d.sample.camera_path import make_turntable
 from holo3d.sample.contact_sheet import compose_sheet, sheet_view_indices, write_png
 from holo3d.sample.dataset_access import training_cameras_if_available
 from holo3d.sample.experiment_loader import (
-    ExperimentLoadError,
     LoadedExperiment,
     load_experiment,
     output_dir,
@@ -34,7 +33,8 @@ from holo3d.sample.experiment_loader import (
 from holo3d.sample.frame_renderer import render_views, resize_frames
 from holo3d.sample.mesh_export import extract_mesh, save_mesh_ply
 from holo3d.sample.progressive import ProgressiveRenderer
-from holo3d.sample.script_config import SampleConfig, SettingsError, optional_steps
+from holo3d.sample.input_checks import ExperimentLoadError, SettingsError
+from holo3d.sample.script_config import SampleConfig, optional_steps
 from holo3d.sample.video_writer import VideoWriter, video_backend, write_video
 from holo3d.train.atomic_file import open_atomic, write_text_atomic
 
@@ -141,7 +141,7 @@ def _sample_batch(cfg, loaded, n, start, generator, cameras, out_dir):
                              **_sampler_kwargs(cfg))
         if k > 0:
             logger.info("progressive: %d frames over %d steps", callback.finish(), callback.n_steps)
-    return grids, [w.path for w in writers]
+    return grids, [path for w in writers for path in w.written]
 
 
 def _write_sample(cfg, loaded, grid, index, cameras, out_dir, columns):

@@ -13,7 +13,7 @@ from typing import Optional, Tuple
 
 import torch
 from pytorch3d.io import IO
-from pytorch3d.ops import marching_cubes
+from pytorch3d.ops.marching_cubes import marching_cubes
 from pytorch3d.renderer import TexturesVertex
 from pytorch3d.structures import Meshes
 
@@ -69,15 +69,17 @@ def otsu_threshold(values: torch.Tensor, bins: int = 256) -> float:
     if hi - lo < 1e-8:
         return float(values.flatten()[0])
     hist = torch.histc(logs, bins=bins, min=lo, max=hi).double()
-    centres = torch.linspace(lo, hi, bins + 1, dtype=torch.float64)
-    centres = (centres[:-1] + centres[1:]) / 2
-    weight0 = hist.cumsum(0)  # pixels at or below each split
+    edges = torch.linspace(lo, hi, bins + 1, dtype=torch.float64)
+    centres = (edges[:-1] + edges[1:]) / 2
+    weight0 = hist.cumsum(0)  # values in bins 0..i (class 0 for a split after bin i)
     mean_cum = (hist * centres).cumsum(0)
     weight1 = hist.sum() - weight0
     mean0 = mean_cum / weight0.clamp_min(1e-12)
     mean1 = (mean_cum[-1] - mean_cum) / weight1.clamp_min(1e-12)
     between = weight0 * weight1 * (mean0 - mean1) ** 2  # between-class variance per split
-    level = float(centres[int(between.argmax())])
+    # Splits anywhere in an empty gap are equally good: take the middle of the gap.
+    best = torch.nonzero(between >= between.max() * (1 - 1e-9)).flatten()
+    level = float((edges[int(best[0]) + 1] + edges[int(best[-1]) + 1]) / 2)
     return float(torch.expm1(torch.tensor(level)))
 
 
@@ -106,7 +108,7 @@ def extract_mesh(
     level = threshold if threshold > 0 else otsu_threshold(density)
     verts_list, faces_list = marching_cubes(density[None], isolevel=level, return_local_coords=True)
     verts, faces = verts_list[0], faces_list[0]
-    if verts.shape[0] == 0 or faces.shape[0] == 0:
+    if len(verts) == 0 or len(faces) == 0:  # marching_cubes gives [] for an empty surface
         return None, level
     verts = verts * (field.extent / 2)  # local [-1, 1] -> world cube
     normals = Meshes([verts], [faces]).verts_normals_packed()

@@ -21,9 +21,10 @@ from tqdm import tqdm
 from holo3d.eval import MetricsReport, image_metrics, lpips, lpips_unavailable_reason, psnr, write_metrics_json
 from holo3d.sample.camera_path import make_turntable
 from holo3d.sample.dataset_access import build_data_source, dataset_unavailable_reason, sequence_frames
-from holo3d.sample.experiment_loader import ExperimentLoadError, load_experiment, output_dir, require_methods
+from holo3d.sample.experiment_loader import load_experiment, output_dir, require_methods
+from holo3d.sample.input_checks import ExperimentLoadError, SettingsError
 from holo3d.sample.frame_renderer import depth_image, render_views, side_by_side
-from holo3d.sample.script_config import ReconstructionConfig, SettingsError
+from holo3d.sample.script_config import ReconstructionConfig
 from holo3d.sample.sequence_reconstruction import SequenceReconstruction, reconstruct_sequence
 from holo3d.sample.video_writer import video_backend, write_video
 

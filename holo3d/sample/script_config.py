@@ -122,10 +122,6 @@ class ReconstructionConfig(LoadConfig, TurntableConfig):
     n_frames: int = 48
 
 
-class SettingsError(ValueError):
-    """A script setting that cannot work (named in the message); reported as one line."""
-
-
 def register_script_configs() -> None:
     store = ConfigStore.instance()
     store.store(name="generate_samples", node=SampleConfig)

@@ -1,26 +1,30 @@
-"""What the entry points share: logging set-up and one-line errors with a non-zero exit status.
+"""What the entry points share: a fast first check, logging, one-line errors and the exit status.
 
 An unusable experiment folder or setting is the user's to fix, so it is reported as one line on
 stderr (exit status 2) instead of a traceback; anything else is a bug and keeps its traceback.
+The driver module is imported only after ``exp_dir`` passed the file-system checks, so a wrong path
+is reported before torch is even imported.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
-from typing import Any, Callable
+from typing import Any
 
-from holo3d.sample.experiment_loader import ExperimentLoadError
-from holo3d.sample.script_config import SettingsError
+from holo3d.sample.input_checks import ExperimentLoadError, SettingsError, preflight_exp_dir
 
 EXIT_USER_ERROR = 2
 
 
-def run_script(main: Callable[[Any], Any], cfg: Any, script: str) -> Any:
-    """Runs ``main(cfg)``; ExperimentLoadError / SettingsError -> "script: error: ..." and exit 2."""
+def run_script(driver: str, cfg: Any, script: str) -> Any:
+    """Runs ``driver`` ("module:function") on ``cfg``; user errors -> "script: error: ..." and exit 2."""
     logging.getLogger("holo3d").setLevel(logging.INFO)
     try:
-        return main(cfg)
+        preflight_exp_dir(cfg.exp_dir)
+        module, function = driver.split(":")
+        return getattr(importlib.import_module(module), function)(cfg)
     except (ExperimentLoadError, SettingsError) as error:
         print(f"{script}: error: {error}", file=sys.stderr, flush=True)
         raise SystemExit(EXIT_USER_ERROR) from None

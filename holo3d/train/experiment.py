@@ -68,6 +68,8 @@ class Experiment(Configurable):
         import holo3d.train.training_loop  # noqa: F401
 
     def __post_init__(self):
+        # exp_dir is checked first: components may load or generate data while they are built.
+        prepare_exp_dir(self.exp_dir)
         # Seed before the components are built: model initialisation must be reproducible.
         seed_everything(self.seed)
         run_auto_creation(self)

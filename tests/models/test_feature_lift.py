@@ -3,9 +3,10 @@
 import math
 
 import torch
+import torchvision
 from pytorch3d.renderer import PerspectiveCameras, look_at_view_transform
 
-from holo3d.models.feature_lift import FeatureLifter
+from holo3d.models.feature_lift import FeatureLifter, local_backbone_checkpoint
 from holo3d.render.voxel_grid import voxel_centers
 
 RED, BLUE = torch.tensor([1.0, 0.0, 0.0]), torch.tensor([0.0, 0.0, 1.0])
@@ -19,7 +20,10 @@ def _orbit_cameras(n: int, dist: float = 3.0, focal: float = 2.0) -> Perspective
 
 
 def _tiny_lifter(**kwargs) -> FeatureLifter:
-    args = dict(feature_size=8, resolution=8, volume_extent=2.0, feature_image_size=48, proj_dim=4)
+    args = dict(
+        feature_size=8, resolution=8, volume_extent=2.0, feature_image_size=48, proj_dim=4,
+        backbone="resnet18",
+    )
     args.update(kwargs)
     return FeatureLifter(**args).eval()
 
@@ -112,3 +116,25 @@ def test_gradients_reach_projection_and_output_layers():
     assert lifter.to_grid.weight.grad.abs().sum() > 0
     assert all(p.grad is not None for p in lifter.proj.parameters())
     assert math.isfinite(float(lifter.stem[0].weight.grad.abs().sum()))
+
+
+def test_imagenet_weights_are_loaded_from_torch_home_only(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    assert local_backbone_checkpoint("resnet18") is None
+    lifter = _tiny_lifter()  # no checkpoint: random weights, nothing downloaded
+    reference = torchvision.models.resnet18(weights=None)
+    with torch.no_grad():
+        reference.conv1.weight.fill_(0.25)
+    (tmp_path / "checkpoints").mkdir()
+    torch.save(reference.state_dict(), tmp_path / "checkpoints" / "resnet18-f37072fd.pth")
+    assert local_backbone_checkpoint("resnet18") is not None
+    lifter = _tiny_lifter()
+    assert torch.all(lifter.stem[0].weight == 0.25)
+    assert not torch.all(_tiny_lifter(use_local_weights=False).stem[0].weight == 0.25)
+
+
+def test_default_backbone_is_resnet34_with_four_projected_stages():
+    lifter = FeatureLifter(feature_size=64, resolution=16)
+    assert lifter.feature_image_size == 256 and lifter.stages == (1, 2, 3, 4)
+    assert len(lifter.layers[2]) == 6  # ResNet-34's third stage has 6 blocks (ResNet-18: 2)
+    assert lifter.sampled_channels == 4 * 16 + 3 + 1

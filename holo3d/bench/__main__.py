@@ -1,0 +1,132 @@
+"""python -m holo3d.bench: the performance figures of holo3d, one JSON line each on stdout.
+
+    python -m holo3d.bench                                  # every figure, base config, on the GPU
+    python -m holo3d.bench --cpu                            # tiny config on CPU (CI: does it run?)
+    python -m holo3d.bench --only train,unet --scenes 1,4,8 --precisions bf16 --out bench.jsonl
+    python -m holo3d.bench --only unet,sample --channels-last --compile --cuda-graph
+    python -m holo3d.bench --profile train --scenes 4 --precisions bf16 --profile-dir prof/
+
+Families: numerics, train, unet, sample, render, e2e (see holo3d/bench/__init__.py). Progress
+and errors go to stderr; the exit status is 1 if a figure failed or a numerics check is out of
+tolerance. Set HOLO3D_COMMIT to record the commit where the tree has no .git.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import List, Optional, Tuple
+
+import torch
+
+from holo3d.bench.report import Reporter
+from holo3d.bench.runner import run
+from holo3d.bench.settings import ALL_FIGURES, BenchSettings, base_settings, tiny_cpu_settings
+
+
+def _ints(text: str) -> List[int]:
+    return [int(v) for v in text.split(",") if v]
+
+
+def _chunks(text: str) -> List[int]:
+    # "full" (or 0): every ray of the call in one pass
+    return [0 if v in ("full", "0") else int(v) for v in text.split(",") if v]
+
+
+def _names(allowed: Tuple[str, ...]):
+    def parse(text: str) -> List[str]:
+        names = [v for v in text.split(",") if v]
+        unknown = [v for v in names if v not in allowed]
+        if unknown:
+            raise argparse.ArgumentTypeError(f"unknown {unknown}; expected some of {list(allowed)}")
+        return names
+    return parse
+
+
+def _on_off(text: str) -> List[bool]:
+    return [{"on": True, "off": False}[v] for v in _names(("off", "on"))(text)]
+
+
+def _samplers(text: str) -> List[Tuple[str, int]]:
+    pairs = [item.split(":") for item in text.split(",") if item]
+    return [(name, int(steps)) for name, steps in pairs]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m holo3d.bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--cpu", action="store_true", help="tiny config on CPU (CI mode)")
+    p.add_argument("--device", help="override the device (default cuda; cpu with --cpu)")
+    p.add_argument("--only", type=_names(ALL_FIGURES), default=list(ALL_FIGURES),
+                   help=f"comma list of {','.join(ALL_FIGURES)}")
+    p.add_argument("--out", help="also append the JSON lines to this file")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--warmup", type=int)
+    p.add_argument("--repeats", type=int)
+    p.add_argument("--tf32", choices=("on", "off", "default"), default="on",
+                   help="TF32 for fp32 matmuls/convs: on (the training loop's allow_tf32 default), "
+                        "off, or PyTorch's default (cuDNN only)")
+    p.add_argument("--cudnn-benchmark", action="store_true", help="cuDNN autotuning")
+    g = p.add_argument_group("training step")
+    g.add_argument("--scenes", type=_ints, help="scenes per step, e.g. 1,4,8")
+    g.add_argument("--precisions", type=_names(("fp32", "bf16")), help="fp32,bf16")
+    g.add_argument("--bootstrap", type=_on_off, help="off,on")
+    g.add_argument("--image-size", type=int, help="side of the synthetic frames (800)")
+    g = p.add_argument_group("U-Net step and sampling")
+    g.add_argument("--unet-batches", type=_ints, help="e.g. 1,15")
+    g.add_argument("--sample-n", type=int, help="grids per model.sample call (15)")
+    g.add_argument("--sample-repeats", type=int)
+    g.add_argument("--channels-last", action="store_true", default=None, help="+ channels_last_3d variant")
+    g.add_argument("--compile", action="store_true", default=None, help="+ torch.compile variant")
+    g.add_argument("--compile-mode", help="torch.compile mode (default, reduce-overhead, max-autotune)")
+    g.add_argument("--cuda-graph", action="store_true", default=None, help="+ CUDA-graph variant")
+    g = p.add_argument_group("rendering")
+    g.add_argument("--chunks", type=_chunks, help="rays per pass, e.g. 4096,65536,262144,full")
+    g.add_argument("--render-views", type=_ints, help="frames per render call, e.g. 1,75")
+    g.add_argument("--render-size", type=int)
+    g = p.add_argument_group("end to end (generate_samples.py)")
+    g.add_argument("--e2e-dir", help="experiment folder to create (default: a new temporary one)")
+    g.add_argument("--e2e-samplers", type=_samplers, help="e.g. ddpm:1000,ddim:50")
+    g.add_argument("--e2e-arg", action="append", dest="e2e_extra", help="extra KEY=VALUE for the script")
+    g = p.add_argument_group("profiling")
+    g.add_argument("--profile", help="train,unet,sample,render: profile these instead of timing")
+    g.add_argument("--profile-dir", default="bench_profiles")
+    g.add_argument("--trace", action="store_true", help="also write Chrome traces")
+    p.add_argument("-v", "--verbose", action="store_true", help="progress on stderr")
+    return p
+
+
+def settings_from_args(args: argparse.Namespace) -> BenchSettings:
+    settings = tiny_cpu_settings() if args.cpu else base_settings()
+    chosen = dict(
+        seed=args.seed, warmup=args.warmup, repeats=args.repeats, scenes=args.scenes,
+        precisions=args.precisions, bootstrap=args.bootstrap, image_size=args.image_size,
+        unet_batches=args.unet_batches, sample_n=args.sample_n, sample_repeats=args.sample_repeats,
+        channels_last=args.channels_last, compile=args.compile, compile_mode=args.compile_mode,
+        cuda_graph=args.cuda_graph, chunk_sizes=args.chunks, render_views=args.render_views,
+        render_size=args.render_size, e2e_dir=args.e2e_dir, e2e_samplers=args.e2e_samplers,
+        e2e_extra=args.e2e_extra, device=args.device,
+        cudnn_benchmark=args.cudnn_benchmark or None,
+    )
+    settings = settings.with_overrides(**chosen)
+    settings.tf32 = {"on": True, "off": False, "default": None}[args.tf32]
+    return settings
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = settings_from_args(args)
+    device = torch.device(settings.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print("holo3d.bench: no CUDA device here; run with --cpu (tiny CI mode) or --device cpu",
+              file=sys.stderr)
+        return 2
+    reporter = Reporter(device, args.out)
+    return run(settings, reporter, args.only, args.profile or "", args.profile_dir, args.trace)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

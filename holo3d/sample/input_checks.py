@@ -1,0 +1,40 @@
+"""The errors users get for unusable input, and the checks cheap enough to run before any import.
+
+``ExperimentLoadError`` (the experiment folder) and ``SettingsError`` (a script setting) carry one
+line naming what is missing or wrong; the entry points print it and exit with status 2.
+``preflight_exp_dir`` checks what needs only the file system, so a wrong path is reported at once
+instead of after seconds of importing torch.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+# The checkpoint naming of holo3d.train.checkpoint (not imported: it pulls in torch).
+_CHECKPOINT_NAME = re.compile(r"^epoch_(\d{5,})\.pth$")
+
+
+class ExperimentLoadError(RuntimeError):
+    """An experiment folder that cannot be used; the message is one line naming the problem."""
+
+
+class SettingsError(ValueError):
+    """A script setting that cannot work (named in the message); reported as one line."""
+
+
+def preflight_exp_dir(exp_dir: str) -> Path:
+    """The resolved experiment folder; ExperimentLoadError when it is not given, does not exist, or
+    holds no checkpoint file. Whether the files are usable is checked when they are loaded."""
+    if not exp_dir:
+        raise ExperimentLoadError("exp_dir is required: pass exp_dir=PATH (a training experiment folder)")
+    folder = Path(exp_dir).expanduser().resolve()
+    if not folder.is_dir():
+        raise ExperimentLoadError(f"exp_dir {folder} does not exist")
+    checkpoints = folder / "checkpoints"
+    if not checkpoints.is_dir() or not any(_CHECKPOINT_NAME.match(p.name) for p in checkpoints.iterdir()):
+        raise ExperimentLoadError(
+            f"exp_dir {folder} has no usable checkpoint (no {checkpoints}/epoch_*.pth); "
+            "train it first with experiment.py"
+        )
+    return folder
