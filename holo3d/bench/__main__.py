@@ -67,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tf32", choices=("on", "off", "default"), default="on",
                    help="TF32 for fp32 matmuls/convs: on (the training loop's allow_tf32 default), "
                         "off, or PyTorch's default (cuDNN only)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (the CPU mode uses 1)")
     p.add_argument("--cudnn-benchmark", action="store_true", help="cuDNN autotuning")
     g = p.add_argument_group("training step")
     g.add_argument("--scenes", type=_ints, help="scenes per step, e.g. 1,4,8")
@@ -106,7 +107,7 @@ def settings_from_args(args: argparse.Namespace) -> BenchSettings:
         channels_last=args.channels_last, compile=args.compile, compile_mode=args.compile_mode,
         cuda_graph=args.cuda_graph, chunk_sizes=args.chunks, render_views=args.render_views,
         render_size=args.render_size, e2e_dir=args.e2e_dir, e2e_samplers=args.e2e_samplers,
-        e2e_extra=args.e2e_extra, device=args.device,
+        e2e_extra=args.e2e_extra, device=args.device, threads=args.threads,
         cudnn_benchmark=args.cudnn_benchmark or None,
     )
     settings = settings.with_overrides(**chosen)

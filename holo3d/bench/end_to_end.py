@@ -58,12 +58,15 @@ def measure_generate(ctx: BenchContext, exp_dir: Path, sampler: str, steps: int)
                         render_size=s.e2e_render_size, video_size=s.e2e_video_size,
                         command=" ".join(command[1:]))
     log_path = exp_dir / f"generate_{sampler}_{steps}.log"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    if s.threads:
+        env["OMP_NUM_THREADS"] = str(s.threads)
     with ctx.guard([("e2e.generate_samples", "s")], config):
         start_wall = time.time()
         start = time.perf_counter()
         with open(log_path, "w", encoding="utf-8") as log:
             result = subprocess.run(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                    timeout=s.e2e_timeout_s, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+                                    timeout=s.e2e_timeout_s, env=env)
         elapsed = time.perf_counter() - start
         outputs = _new_files(exp_dir, start_wall - 1.0)
         if result.returncode != 0:

@@ -62,6 +62,8 @@ def run(settings: BenchSettings, reporter: Reporter, only: Sequence[str] = ALL_F
         profile: str = "", profile_dir: str = "bench_profiles", trace: bool = False) -> int:
     """Measures ``only`` (or, with ``profile``, profiles those targets); returns the exit status."""
     torch.manual_seed(settings.seed)
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
     ctx = BenchContext(settings, reporter)
     with backend_flags(settings.tf32, settings.cudnn_benchmark):
         if profile:

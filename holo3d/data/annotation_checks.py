@@ -102,7 +102,8 @@ def _check_frame_ref(frame: Any, where: str) -> None:
         and (len(frame) == 2 or isinstance(frame[2], str))
     )
     if not ok:
-        raise AnnotationError(f"{where} must be [sequence_name: str, frame_number: int, image_path: str], got {frame!r}")
+        expected = "[sequence_name: str, frame_number: int, image_path: str]"
+        raise AnnotationError(f"{where} must be {expected}, got {frame!r}")
 
 
 def _check_frame_semantics(entry: dict, where: str, require_mask_mass: bool) -> None:

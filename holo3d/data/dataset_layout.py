@@ -60,19 +60,24 @@ def check_category(root: str, category: str, subset_name: str, need_eval_batches
     folder = os.path.join(root, category)
     if not os.path.isdir(folder):
         raise DatasetLayoutError(
-            f"category {category!r} not found: {folder} does not exist; categories in {root}: {list_categories(root)}"
+            f"category {category!r} not found: {folder} does not exist; "
+            f"categories in {root}: {list_categories(root)}"
         )
     for name in ("frame_annotations.jgz", "sequence_annotations.jgz"):
         if not os.path.isfile(os.path.join(folder, name)):
-            raise DatasetLayoutError(f"{os.path.join(folder, name)} is missing; {folder} holds: {sorted(os.listdir(folder))[:20]}")
+            there = sorted(os.listdir(folder))[:20]
+            raise DatasetLayoutError(f"{os.path.join(folder, name)} is missing; {folder} holds: {there}")
     set_list = os.path.join(folder, "set_lists", f"set_lists_{subset_name}.json")
     if not os.path.isfile(set_list):
         raise DatasetLayoutError(
-            f"subset {subset_name!r} not found: {set_list} does not exist; subsets of {category!r}: {list_subsets(folder)}"
+            f"subset {subset_name!r} not found: {set_list} does not exist; "
+            f"subsets of {category!r}: {list_subsets(folder)}"
         )
     eval_batches = os.path.join(folder, "eval_batches", f"eval_batches_{subset_name}.json")
     if need_eval_batches and not os.path.isfile(eval_batches):
-        raise DatasetLayoutError(f"{eval_batches} is missing; set load_eval_batches=False to train without eval batches")
+        raise DatasetLayoutError(
+            f"{eval_batches} is missing; set load_eval_batches=False to train without eval batches"
+        )
     check_set_lists(set_list)
     if need_eval_batches:
         check_eval_batches(eval_batches)

@@ -73,7 +73,9 @@ class MultiSceneBatchSampler(Sampler[List[int]]):
         split: str = "",
     ) -> None:
         if scenes_per_batch < 1 or frames_per_scene < 1:
-            raise ValueError(f"need scenes_per_batch >= 1 and frames_per_scene >= 1, got {scenes_per_batch}, {frames_per_scene}")
+            raise ValueError(
+                f"need scenes_per_batch >= 1 and frames_per_scene >= 1, got {scenes_per_batch}, {frames_per_scene}"
+            )
         self.scenes = _usable_scenes(scenes, frames_per_scene, split)
         self.names = sorted(self.scenes)
         self.scenes_per_batch = scenes_per_batch

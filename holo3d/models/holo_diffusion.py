@@ -16,11 +16,11 @@ Baselines are configs of the same model: ``use_diffusion=False`` applies the U-N
 
 from __future__ import annotations
 
-import logging
 from dataclasses import field
 from typing import Any, Dict, List, Optional, Tuple
 
 import torch
+from einops import rearrange
 from omegaconf import DictConfig
 from pytorch3d.implicitron.models.base_model import ImplicitronModelBase, ImplicitronRender
 from pytorch3d.implicitron.models.renderer.base import EvaluationMode
@@ -35,8 +35,6 @@ from holo3d.models.target_views import TargetViews, eval_render_size, render_los
 from holo3d.models.unet3d import UNet3D
 from holo3d.render.rays import sample_images_at_rays, sample_training_rays
 from holo3d.render.volume_renderer import VolumeRenderer
-
-logger = logging.getLogger(__name__)
 
 
 def _drop_unet_derived(args: DictConfig) -> None:
@@ -332,18 +330,19 @@ class HoloDiffusionModel(ImplicitronModelBase):  # pyre-ignore[13]
 
     def _render_training(self, grid: torch.Tensor, targets: TargetViews, checks: FiniteCheck) -> Dict:
         """Renders n_rays_per_target rays of every target and compares them with the masked targets."""
-        n_scenes, n_views = targets.rgb.shape[:2]
+        n_scenes = targets.rgb.shape[0]
         weights = targets.crop * ((1.0 - self.ray_fg_weight) + self.ray_fg_weight * targets.fg)
         rays = sample_training_rays(
             targets.cameras, self.n_rays_per_target, targets.image_size, weights.flatten(0, 1)
         )
-        per_scene = lambda x: x.reshape(n_scenes, -1, x.shape[-1])  # (S*T, R, C) -> (S, T*R, C)
-        out = self.renderer(
-            grid, per_scene(rays.origins), per_scene(rays.directions), stratified=True
-        )  # each (S, T*R, C)
+        # One ray batch per scene: all its targets' rays go through that scene's grid together.
+        origins = rearrange(rays.origins, "(s t) r c -> s (t r) c", s=n_scenes)  # (S, T*R, 3)
+        directions = rearrange(rays.directions, "(s t) r c -> s (t r) c", s=n_scenes)  # (S, T*R, 3)
+        out = self.renderer(grid, origins, directions, stratified=True)  # each (S, T*R, C)
         for key in ("rgb_fine", "rgb_coarse", "opacity"):
             checks(f"rendered {key}", out[key])
-        gt = per_scene(sample_images_at_rays(targets.stacked().flatten(0, 1), rays.xys_grid))
+        gt = sample_images_at_rays(targets.stacked().flatten(0, 1), rays.xys_grid)  # (S*T, R, 5)
+        gt = rearrange(gt, "(s t) r c -> s (t r) c", s=n_scenes)  # (S, T*R, 5)
         preds = render_losses(out["rgb_fine"], out["rgb_coarse"], out["opacity"], gt)
         first = slice(0, self.n_rays_per_target)  # the first target of the first scene
         preds["implicitron_render"] = ImplicitronRender(
@@ -360,16 +359,18 @@ class HoloDiffusionModel(ImplicitronModelBase):  # pyre-ignore[13]
         out = self.render_grid(grid, targets.cameras, size)  # each (S, T, C, H, W)
         for key in ("rgb", "opacity"):
             checks(f"rendered {key}", out[key])
-        to_rays = lambda x: x.permute(0, 1, 3, 4, 2).reshape(x.shape[0], -1, x.shape[2])  # (S, T*H*W, C)
-        gt = to_rays(targets.stacked())
+        gt = _pixels_as_rays(targets.stacked())  # (S, T*H*W, 5)
+        rgb, opacity = _pixels_as_rays(out["rgb"]), _pixels_as_rays(out["opacity"])
         # Full frames are rendered with the fine pass only: the coarse loss repeats the fine one.
-        preds = render_losses(to_rays(out["rgb"]), to_rays(out["rgb"]), to_rays(out["opacity"]), gt)
+        preds = render_losses(rgb, rgb, opacity, gt)
         preds.update(
             images_render=out["rgb"], depths_render=out["depth"], masks_render=out["opacity"],
             images_gt=targets.rgb,
         )
-        preds["implicitron_render"] = ImplicitronRender(
-            image_render=out["rgb"][0, :1], depth_render=out["depth"][0, :1], mask_render=out["opacity"][0, :1]
+        preds["implicitron_render"] = ImplicitronRender(  # first target of the first scene
+            image_render=out["rgb"][0, :1],  # (1, 3, H, W)
+            depth_render=out["depth"][0, :1],
+            mask_render=out["opacity"][0, :1],
         )
         return preds
 
@@ -392,6 +393,11 @@ class HoloDiffusionModel(ImplicitronModelBase):  # pyre-ignore[13]
             grid_std=grid_f.std(),
         )
         return preds
+
+
+def _pixels_as_rays(images: torch.Tensor) -> torch.Tensor:
+    """(S, T, C, H, W) -> (S, T*H*W, C), the layout of rendered rays."""
+    return rearrange(images, "s t c h w -> s (t h w) c")
 
 
 class _FrameView:

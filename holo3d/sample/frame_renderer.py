@@ -31,8 +31,9 @@ def render_views(
 ) -> Dict[str, torch.Tensor]:
     """Renders ``grid`` (F, D, H, W) from V cameras.
 
-    Returns dict of rgb (V, 3, H, W), depth (V, 1, H, W), opacity (V, 1, H, W), float32 on the CPU.
-    ``progress`` (a tqdm bar or None) advances by one per frame.
+    Returns dict of rgb (V, 3, H, W), depth (V, 1, H, W), opacity (V, 1, H, W), float32 on the
+    grid's device (resize / convert there before copying to the host). ``progress`` (a tqdm bar or
+    None) advances by one per frame.
     """
     h, w = int(image_size[0]), int(image_size[1])
     per_call = max(1, chunk_size // (h * w))
@@ -40,7 +41,7 @@ def render_views(
     for start in range(0, len(cameras), per_call):
         index = list(range(start, min(start + per_call, len(cameras))))
         out = model.render_grid(grid[None], cameras[index], (h, w), chunk_size)
-        parts.append({k: out[k][0].float().cpu() for k in ("rgb", "depth", "opacity")})  # (v, C, H, W)
+        parts.append({k: out[k][0].float() for k in ("rgb", "depth", "opacity")})  # (v, C, H, W)
         if progress is not None:
             progress.update(len(index))
     return {key: torch.cat([p[key] for p in parts]) for key in ("rgb", "depth", "opacity")}
@@ -64,14 +65,15 @@ def depth_image(depth: torch.Tensor, opacity: torch.Tensor, threshold: float = 0
     """
     solid = depth[opacity > threshold]
     if solid.numel() < 2:
-        return torch.zeros(depth.shape[0], 3, *depth.shape[-2:])
+        return torch.zeros(depth.shape[0], 3, *depth.shape[-2:], device=depth.device)
     solid = solid.float()[:: max(1, solid.numel() // 100_000)]  # torch.quantile's input limit
-    lo, hi = torch.quantile(solid, torch.tensor([0.02, 0.98])).tolist()
+    lo, hi = torch.quantile(solid, torch.tensor([0.02, 0.98], device=solid.device)).tolist()
     nearness = 1.0 - ((depth - lo) / max(hi - lo, 1e-6)).clamp(0, 1)  # (T, 1, H, W)
     position = nearness[:, 0] * (len(_DEPTH_RAMP) - 1)  # (T, H, W)
     low = position.floor().long().clamp(max=len(_DEPTH_RAMP) - 2)
     frac = (position - low)[..., None]
-    colour = _DEPTH_RAMP[low] * (1 - frac) + _DEPTH_RAMP[low + 1] * frac  # (T, H, W, 3)
+    ramp = _DEPTH_RAMP.to(depth.device)
+    colour = ramp[low] * (1 - frac) + ramp[low + 1] * frac  # (T, H, W, 3)
     return colour.permute(0, 3, 1, 2) * opacity.clamp(0, 1)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Dict, List
 
@@ -35,7 +36,7 @@ from holo3d.sample.mesh_export import extract_mesh, save_mesh_ply
 from holo3d.sample.progressive import ProgressiveRenderer
 from holo3d.sample.input_checks import ExperimentLoadError, SettingsError
 from holo3d.sample.script_config import SampleConfig, optional_steps
-from holo3d.sample.video_writer import VideoWriter, video_backend, write_video
+from holo3d.sample.video_writer import BackgroundVideoWriter, VideoWriter, video_backend
 from holo3d.train.atomic_file import open_atomic, write_text_atomic
 
 logger = logging.getLogger(__name__)
@@ -72,23 +73,45 @@ def generate_samples(cfg: SampleConfig) -> Path:
     logger.info(note)
     out_dir = output_dir(loaded, cfg.output_dir, "generated_samples")
     out_dir.mkdir(parents=True, exist_ok=True)
+    rows, files, seconds = _sample_and_write(cfg, loaded, cameras, out_dir)
+    files.append(write_png(out_dir / "contact_sheet.png", compose_sheet(rows)))
+    _write_manifest(out_dir, cfg, loaded, note, files, seconds)
+    logger.info("wrote %d samples to %s (%s)", cfg.num_samples, out_dir,
+                ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items()))
+    return out_dir
+
+
+@contextlib.contextmanager
+def _timed(seconds: Dict[str, float], what: str, device: torch.device):
+    """Adds the wall time of the block to seconds[what] (after the device finished its work)."""
+    tic = time.perf_counter()
+    yield
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds[what] = seconds.get(what, 0.0) + time.perf_counter() - tic
+
+
+def _sample_and_write(cfg, loaded, cameras, out_dir):
+    """All batches: sample, render, write. Returns (contact-sheet rows, files, seconds per phase)."""
     generator = torch.Generator(device=loaded.device).manual_seed(cfg.seed)
     columns = sheet_view_indices(cfg.n_frames, cfg.contact_sheet_views)
-    rows, files = [], []
-    with tqdm(total=cfg.num_samples, desc="samples", unit="sample") as bar:
+    rows, files, seconds, device = [], [], {}, loaded.device
+    bar = tqdm(total=cfg.num_samples, desc="samples", unit="sample")
+    with bar, BackgroundVideoWriter() as videos:
         for start in range(0, cfg.num_samples, cfg.batch_size):
             n = min(cfg.batch_size, cfg.num_samples - start)
-            grids, progressive = _sample_batch(cfg, loaded, n, start, generator, cameras, out_dir)
+            with _timed(seconds, "sampling", device):
+                grids, progressive = _sample_batch(cfg, loaded, n, start, generator, cameras, out_dir)
             files += progressive
             for b in range(n):
-                row, written = _write_sample(cfg, loaded, grids[b], start + b, cameras, out_dir, columns)
+                with _timed(seconds, "rendering and meshes", device):
+                    row, written = _write_sample(cfg, loaded, grids[b], start + b, cameras, out_dir, columns, videos)
                 rows.append(row)
                 files += written
                 bar.update(1)
-    files.append(write_png(out_dir / "contact_sheet.png", compose_sheet(rows)))
-    _write_manifest(out_dir, cfg, loaded, note, files)
-    logger.info("wrote %d samples to %s", cfg.num_samples, out_dir)
-    return out_dir
+        with _timed(seconds, "waiting for video encoding", device):
+            files += videos.wait()
+    return rows, files, seconds
 
 
 def _check_can_sample(model: torch.nn.Module) -> None:
@@ -144,20 +167,20 @@ def _sample_batch(cfg, loaded, n, start, generator, cameras, out_dir):
     return grids, [path for w in writers for path in w.written]
 
 
-def _write_sample(cfg, loaded, grid, index, cameras, out_dir, columns):
-    """Turntable video, optional grid and mesh of one sample; (sheet row (V, 3, H, W), paths)."""
-    name, model = f"sample_{index:03d}", loaded.model
+def _write_sample(cfg, loaded, grid, index, cameras, out_dir, columns, videos):
+    """Turntable video (encoded in the background), optional grid and mesh of one sample;
+    returns (contact-sheet row (V, 3, H, W) on the CPU, paths written now)."""
+    name, model, written = f"sample_{index:03d}", loaded.model, []
     with tqdm(total=len(cameras), desc=f"{name} frames", unit="frame", leave=False) as bar:
         frames = render_views(model, grid, cameras, cfg.render_size, _chunk_size(cfg, model), bar)
-    written = write_video(out_dir / f"{name}.mp4", resize_frames(frames["rgb"], cfg.video_size),
-                          cfg.fps, cfg.gif)
+    videos.submit(out_dir / f"{name}.mp4", resize_frames(frames["rgb"], cfg.video_size), cfg.fps, cfg.gif)
     if cfg.save_voxel_features:
         with open_atomic(out_dir / f"{name}.pt") as stream:
             torch.save(grid.detach().cpu().clone(), stream)
         written.append(out_dir / f"{name}.pt")
     if cfg.export_mesh:
         written += _export_mesh(cfg, model, grid, out_dir / f"{name}.ply")
-    return frames["rgb"][columns], written
+    return frames["rgb"][columns].cpu(), written
 
 
 def _export_mesh(cfg, model, grid, path: Path) -> List[Path]:
@@ -170,9 +193,10 @@ def _export_mesh(cfg, model, grid, path: Path) -> List[Path]:
     return [path]
 
 
-def _write_manifest(out_dir: Path, cfg, loaded: LoadedExperiment, note: str, files) -> None:
+def _write_manifest(out_dir: Path, cfg, loaded: LoadedExperiment, note: str, files, seconds) -> None:
     settings = {k: getattr(cfg, k) for k in ("num_samples", "batch_size", "sampler", "steps", "eta",
                                              "s_churn", "seed", "progressive_sampling_steps_per_render")}
     manifest = {**loaded.info(), "settings": settings, "camera_path": note,
+                "seconds": {k: round(v, 3) for k, v in seconds.items()},
                 "files": sorted(str(Path(f).name) for f in files)}
     write_text_atomic(out_dir / "manifest.json", json.dumps(manifest, indent=2, default=list) + "\n")

@@ -1,7 +1,7 @@
 """The errors users get for unusable input, and the checks cheap enough to run before any import.
 
-``ExperimentLoadError`` (the experiment folder) and ``SettingsError`` (a script setting) carry one
-line naming what is missing or wrong; the entry points print it and exit with status 2.
+``ExperimentLoadError`` (the experiment folder), ``SettingsError`` (a script setting) and
+``MissingDependencyError`` (this machine) carry one line naming what is missing or wrong; the entry points print it and exit with status 2.
 ``preflight_exp_dir`` checks what needs only the file system, so a wrong path is reported at once
 instead of after seconds of importing torch.
 """
@@ -21,6 +21,10 @@ class ExperimentLoadError(RuntimeError):
 
 class SettingsError(ValueError):
     """A script setting that cannot work (named in the message); reported as one line."""
+
+
+class MissingDependencyError(RuntimeError):
+    """Something this machine lacks for the requested output (e.g. an mp4 encoder)."""
 
 
 def preflight_exp_dir(exp_dir: str) -> Path:

@@ -75,7 +75,7 @@ class ProgressiveRenderer:
         out = self.model.render_grid(
             x0.clamp(-1, 1), self.cameras[[camera] * n], self.image_size, self.chunk_size
         )  # rgb (B, 1, 3, H, W)
-        frames = resize_frames(out["rgb"][:, 0].float(), self.video_size).cpu()  # (B, 3, h, w)
+        frames = resize_frames(out["rgb"][:, 0].float(), self.video_size)  # (B, 3, h, w)
         for writer, frame in zip(self.writers, frames):
             writer.append(frame)
         self.n_frames += 1

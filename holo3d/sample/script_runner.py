@@ -13,18 +13,23 @@ import logging
 import sys
 from typing import Any
 
-from holo3d.sample.input_checks import ExperimentLoadError, SettingsError, preflight_exp_dir
+from holo3d.sample.input_checks import (
+    ExperimentLoadError,
+    MissingDependencyError,
+    SettingsError,
+    preflight_exp_dir,
+)
 
 EXIT_USER_ERROR = 2
 
 
 def run_script(driver: str, cfg: Any, script: str) -> Any:
-    """Runs ``driver`` ("module:function") on ``cfg``; user errors -> "script: error: ..." and exit 2."""
+    """Runs ``driver`` ("module:function") on ``cfg``; input errors -> "script: error: ..." and exit 2."""
     logging.getLogger("holo3d").setLevel(logging.INFO)
     try:
         preflight_exp_dir(cfg.exp_dir)
         module, function = driver.split(":")
         return getattr(importlib.import_module(module), function)(cfg)
-    except (ExperimentLoadError, SettingsError) as error:
+    except (ExperimentLoadError, SettingsError, MissingDependencyError) as error:
         print(f"{script}: error: {error}", file=sys.stderr, flush=True)
         raise SystemExit(EXIT_USER_ERROR) from None

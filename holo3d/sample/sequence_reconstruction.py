@@ -18,6 +18,7 @@ from holo3d.data.scene_batch import SceneBatch
 from holo3d.diffusion import q_sample, sample_ddim
 from holo3d.models.target_views import TargetViews
 from holo3d.sample.dataset_access import collate_frames
+from holo3d.sample.input_checks import SettingsError
 
 
 def split_views(n_frames: int, n_sources: int, max_targets: int = 0) -> Tuple[List[int], List[int]]:
@@ -28,7 +29,7 @@ def split_views(n_frames: int, n_sources: int, max_targets: int = 0) -> Tuple[Li
     (0: all of them).
     """
     if not 1 <= n_sources < n_frames:
-        raise ValueError(f"need 1 <= n_source_views < frames in the sequence ({n_frames}), got {n_sources}")
+        raise SettingsError(f"n_source_views={n_sources}: need 1 <= n_source_views < frames in the sequence ({n_frames})")
     sources = torch.linspace(0, n_frames - 1, n_sources).round().long().unique().tolist()
     held_out = [i for i in range(n_frames) if i not in set(sources)]
     if 0 < max_targets < len(held_out):
@@ -106,7 +107,7 @@ def denoise_from(
     sampler's starting "noise" continues the reverse chain from t_start (timesteps keep their scale).
     """
     if not getattr(model, "use_diffusion", False):
-        raise ValueError("denoise_from_t > 0 needs a diffusion model (use_diffusion=True)")
+        raise SettingsError("denoise_from_t > 0 needs a diffusion model (use_diffusion=True)")
     schedule = model.diffusion.schedule(v0.device)
     t_start = min(int(t_start), len(schedule) - 1)
     t = torch.full((v0.shape[0],), t_start, device=v0.device, dtype=torch.long)

@@ -11,36 +11,41 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Union
 
 import numpy as np
 import torch
 
+from holo3d.sample.input_checks import MissingDependencyError
 from holo3d.train.atomic_file import open_atomic, temporary_sibling
 
 logger = logging.getLogger(__name__)
 
 
 def video_backend() -> str:
-    """The mp4 encoder available here: "imageio-ffmpeg" or "cv2"; raises when there is none.
+    """The mp4 encoder available here: "imageio-ffmpeg" or "cv2"; MissingDependencyError if none.
 
     Called before any sampling starts, so a missing encoder costs nothing.
     """
     for module, name in (("imageio_ffmpeg", "imageio-ffmpeg"), ("cv2", "cv2")):
         if importlib.util.find_spec(module) is not None:
             return name
-    raise RuntimeError("no mp4 encoder: install imageio-ffmpeg (or opencv-python-headless)")
+    raise MissingDependencyError("no mp4 encoder here: install imageio-ffmpeg (or opencv-python-headless)")
 
 
-def to_uint8_frames(frames: torch.Tensor) -> np.ndarray:
-    """(T, 3, H, W) float in [0, 1] -> (T, H', W', 3) uint8 with H', W' rounded up to even."""
+def to_uint8_frames(frames: Union[torch.Tensor, np.ndarray]) -> np.ndarray:
+    """(T, 3, H, W) float in [0, 1], on any device -> (T, H', W', 3) uint8 on the CPU, with H', W'
+    rounded up to even. Already converted (T, H, W, 3) uint8 arrays pass through."""
+    if isinstance(frames, np.ndarray):
+        return frames
     frames = frames.detach().float().clamp(0, 1)
     pad_h, pad_w = frames.shape[-2] % 2, frames.shape[-1] % 2
     if pad_h or pad_w:
         frames = torch.nn.functional.pad(frames, (0, pad_w, 0, pad_h), mode="replicate")
     pixels = (frames * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1)  # (T, H, W, 3)
-    return pixels.cpu().numpy()
+    return pixels.cpu().numpy()  # converting first makes the device-to-host copy 4x smaller
 
 
 class _FfmpegStream:
@@ -95,8 +100,9 @@ class VideoWriter:
         self.backend = video_backend()
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
-    def append(self, frames: torch.Tensor) -> None:
-        """Adds frames (T, 3, H, W) or one frame (3, H, W), float in [0, 1]."""
+    def append(self, frames: Union[torch.Tensor, np.ndarray]) -> None:
+        """Adds frames (T, 3, H, W) or one frame (3, H, W), float in [0, 1] (or ``to_uint8_frames``'
+        output)."""
         pixels = to_uint8_frames(frames[None] if frames.ndim == 3 else frames)
         if self._stream is None:
             stream_cls = _FfmpegStream if self.backend == "imageio-ffmpeg" else _OpenCVStream
@@ -153,8 +159,46 @@ class VideoWriter:
         return None
 
 
-def write_video(path: Path, frames: torch.Tensor, fps: int = 25, gif: bool = False) -> List[Path]:
+def write_video(path: Path, frames, fps: int = 25, gif: bool = False) -> List[Path]:
     """Writes (T, 3, H, W) frames in [0, 1] as ``path`` (and a GIF beside it when asked)."""
     with VideoWriter(path, fps, gif) as video:
         video.append(frames)
     return video.written
+
+
+class BackgroundVideoWriter:
+    """Encodes whole videos on worker threads while the caller renders the next ones.
+
+    Encoding runs in ffmpeg's own process (or OpenCV without the GIL), so threads overlap it with
+    rendering. Frames are converted to uint8 on their device before they are handed over, and at
+    most ``max_pending`` videos wait at once, which bounds the memory held.
+    """
+
+    def __init__(self, max_workers: int = 2, max_pending: int = 4):
+        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="video")
+        self._pending: List[Future] = []
+        self._max_pending = max_pending
+        self.written: List[Path] = []
+
+    def submit(self, path: Path, frames, fps: int = 25, gif: bool = False) -> None:
+        pixels = to_uint8_frames(frames)
+        self._pending.append(self._pool.submit(write_video, path, pixels, fps, gif))
+        while len(self._pending) > self._max_pending:
+            self.written += self._pending.pop(0).result()
+
+    def wait(self) -> List[Path]:
+        """Waits for every video; re-raises the first encoding error. Returns all paths written."""
+        while self._pending:
+            self.written += self._pending.pop(0).result()
+        return self.written
+
+    def __enter__(self) -> "BackgroundVideoWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is None:
+                self.wait()
+        finally:
+            # On an error elsewhere, queued videos are dropped; running ones finish or clean up.
+            self._pool.shutdown(wait=True, cancel_futures=True)

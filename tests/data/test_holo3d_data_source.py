@@ -37,6 +37,7 @@ def test_splits_eval_batches_and_frame_types_follow_the_set_lists(co3d_root, mak
     assert train_types == ({"train_known"} if subset.startswith("fewview") else {f"{held}_known"})
 
 
+@pytest.mark.filterwarnings("ignore:val split")  # 2 dev sequences for 3 scenes per batch
 def test_multi_scene_batches_are_scene_major_with_the_requested_sizes(co3d_root, make_source):
     source = make_source(co3d_root, "chair,mug", scenes_per_batch=3, frames_per_scene=4, dataset_length_train=5)
     assert (source.scenes_per_batch, source.frames_per_scene) == (3, 4)

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from holo3d.data.synthetic import builtin, generate, read_manifest, spec
+from holo3d.data.synthetic import builtin, generate, read_manifest, render_sequence, spec
 from holo3d.data.synthetic.__main__ import main
 
 SMALL = spec.SyntheticSpec(categories=("mug",), sequences=3, frames=4, image_size=(32, 32))
@@ -34,10 +34,15 @@ def test_ensure_refuses_a_folder_that_is_not_a_dataset(tmp_path):
 
 
 def test_interrupted_generation_leaves_nothing_that_looks_valid(tmp_path, monkeypatch, small_tiny_preset):
-    def fail(*args, **kwargs):
-        raise KeyboardInterrupt
+    calls = []
 
-    monkeypatch.setattr(generate, "_write_manifest", fail)
+    def render_then_fail(*args, **kwargs):
+        if calls:
+            raise KeyboardInterrupt  # Ctrl-C while rendering the second sequence
+        calls.append(1)
+        return render_sequence(*args, **kwargs)
+
+    monkeypatch.setattr(generate, "render_sequence", render_then_fail)
     with pytest.raises(KeyboardInterrupt):
         builtin.ensure_builtin_dataset(str(tmp_path / "builtin_tiny"), "tiny")
     assert [p for p in os.listdir(tmp_path) if not p.endswith(".lock")] == []

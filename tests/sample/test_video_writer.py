@@ -49,3 +49,17 @@ def test_contact_sheet(tmp_path):
     assert sheet.shape == (3, 2 * 8 + 3 * 4, 4 * 10 + 5 * 4)
     image = iio.imread(write_png(tmp_path / "sheet.png", sheet))
     assert image.shape == (28, 60, 3) and image[4, 4].tolist() == [0, 0, 0]
+
+
+def test_background_writer_and_missing_encoder(tmp_path, monkeypatch):
+    from holo3d.sample import video_writer
+    from holo3d.sample.input_checks import MissingDependencyError
+
+    with video_writer.BackgroundVideoWriter(max_workers=2, max_pending=1) as videos:
+        for i in range(3):
+            videos.submit(tmp_path / f"v{i}.mp4", _frames(t=2 + i))
+    assert [iio.imread(tmp_path / f"v{i}.mp4").shape[0] for i in range(3)] == [2, 3, 4]
+    assert sorted(p.name for p in videos.written) == ["v0.mp4", "v1.mp4", "v2.mp4"]
+    monkeypatch.setattr(video_writer.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(MissingDependencyError, match="install imageio-ffmpeg"):
+        video_writer.video_backend()

@@ -19,7 +19,7 @@ METRICS = {"psnr", "ssim", "ms_ssim", "psnr_fg", "psnr_full"}
 def test_split_views_spreads_sources_and_keeps_the_rest_held_out():
     assert split_views(8, 2) == ([0, 7], [1, 2, 3, 4, 5, 6])
     assert split_views(8, 3, max_targets=2) == ([0, 4, 7], [1, 6])
-    with pytest.raises(ValueError, match="n_source_views"):
+    with pytest.raises(SettingsError, match="n_source_views"):
         split_views(4, 4)
 
 

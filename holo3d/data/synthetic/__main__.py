@@ -54,11 +54,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         spec = spec_from_args(args)
         start = time.perf_counter()
-        out = generate_dataset(spec, args.out, device=args.device, progress=not args.no_progress, preset=args.preset)
+        progress = not args.no_progress
+        out = generate_dataset(spec, args.out, device=args.device, progress=progress, preset=args.preset)
     except (ValueError, FileExistsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(f"wrote {spec.n_sequences} sequences x {spec.frames} frames to {out} in {time.perf_counter() - start:.1f} s")
+    seconds = time.perf_counter() - start
+    print(f"wrote {spec.n_sequences} sequences x {spec.frames} frames to {out} in {seconds:.1f} s")
     return 0
 
 

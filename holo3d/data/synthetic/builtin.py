@@ -49,7 +49,8 @@ def ensure_builtin_dataset(root: Optional[str] = None, preset: str = "demo", dev
         )
         start = time.perf_counter()
         generate_dataset(spec, root, device=device, preset=preset)
-        print(f"holo3d: built-in dataset ready at {root} ({time.perf_counter() - start:.0f} s)", file=sys.stderr)
+        seconds = time.perf_counter() - start
+        print(f"holo3d: built-in dataset ready at {root} ({seconds:.0f} s)", file=sys.stderr)
     return root
 
 

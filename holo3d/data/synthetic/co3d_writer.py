@@ -88,7 +88,9 @@ class Co3dWriter:
             frame_number=i,
             frame_timestamp=i / FPS,
             image=types.ImageAnnotation(path=paths["image"], size=tuple(sequence.image_size)),
-            depth=types.DepthAnnotation(path=paths["depth"], scale_adjustment=1.0, mask_path=paths["depth_mask"]),
+            depth=types.DepthAnnotation(
+                path=paths["depth"], scale_adjustment=1.0, mask_path=paths["depth_mask"]
+            ),
             mask=types.MaskAnnotation(
                 path=paths["mask"],
                 mass=float(mask.sum()),
@@ -113,10 +115,11 @@ class Co3dWriter:
 
     def _write_category_index(self, category: str) -> List[str]:
         folder = os.path.join(self.root, category)
-        types.dump_dataclass_jgzip(os.path.join(folder, "frame_annotations.jgz"), self.frame_annotations[category])
-        types.dump_dataclass_jgzip(
-            os.path.join(folder, "sequence_annotations.jgz"), self.sequence_annotations[category]
-        )
+        for name, annotations in (
+            ("frame_annotations.jgz", self.frame_annotations[category]),
+            ("sequence_annotations.jgz", self.sequence_annotations[category]),
+        ):
+            types.dump_dataclass_jgzip(os.path.join(folder, name), annotations)
         set_lists, eval_batches = build_subsets(self.frames[category], self.sets[category])
         for kind, per_subset in (("set_lists", set_lists), ("eval_batches", eval_batches)):
             os.makedirs(os.path.join(folder, kind), exist_ok=True)

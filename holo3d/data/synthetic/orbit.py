@@ -56,7 +56,8 @@ def sample_orbit(rng: np.random.Generator, n_frames: int, object_radius: float =
         + rng.uniform(*ELEVATION_WOBBLE_DEG) * np.sin(2 * np.pi * (rng.integers(1, 3) * t + rng.random()))
         + rng.normal(0, 1.0, n_frames)
     )
-    dist = rng.uniform(*DISTANCE) * (1 + 0.05 * np.sin(2 * np.pi * (t + rng.random())) + rng.normal(0, 0.01, n_frames))
+    breathing = 0.05 * np.sin(2 * np.pi * (t + rng.random()))  # the walker drifts in and out
+    dist = rng.uniform(*DISTANCE) * (1 + breathing + rng.normal(0, 0.01, n_frames))
     at = rng.normal(0, 0.02, (n_frames, 3))
     principal = rng.uniform(-PRINCIPAL_NDC, PRINCIPAL_NDC, 2)
     focal = rng.uniform(*FOCAL_NDC) * (1 + rng.normal(0, 0.01, n_frames))

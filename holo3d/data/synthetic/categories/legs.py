@@ -6,6 +6,7 @@ from typing import List
 
 import numpy as np
 
+from holo3d.data.synthetic.categories.parts import box, cylinder
 from holo3d.data.synthetic.patterns import Finish
 from holo3d.data.synthetic.primitives import Primitive
 
@@ -15,11 +16,10 @@ LEG_STYLES = ("square", "round", "tapered")
 def leg(style: str, x: float, z: float, top: float, thickness: float, finish: Finish) -> Primitive:
     """A vertical leg standing on y = 0 and reaching up to y = top, centred at (x, z)."""
     half = top / 2
-    centre = [x, half, z]
     if style == "square":
-        return Primitive("box", (thickness, half, thickness), translation=centre, finish=finish)
+        return box((thickness, half, thickness), (x, half, z), finish)
     bottom = thickness * (0.55 if style == "tapered" else 1.0)
-    return Primitive("frustum", (bottom, thickness, half), translation=centre, finish=finish)
+    return cylinder(bottom, thickness, half, (x, half, z), finish)
 
 
 def corner_legs(
@@ -35,8 +35,8 @@ def pedestal(top: float, column: float, base_radius: float, finish: Finish) -> L
     """A central column on a flat round foot, reaching up to y = top."""
     foot_h = 0.03 + 0.02 * column / 0.1
     return [
-        Primitive("frustum", (base_radius, base_radius * 0.8, foot_h / 2), translation=[0, foot_h / 2, 0], finish=finish),
-        Primitive("frustum", (column, column, top / 2), translation=[0, top / 2, 0], finish=finish),
+        cylinder(base_radius, base_radius * 0.8, foot_h / 2, (0, foot_h / 2, 0), finish),
+        cylinder(column, column, top / 2, (0, top / 2, 0), finish),
     ]
 
 

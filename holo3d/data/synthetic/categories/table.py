@@ -7,6 +7,7 @@ from typing import List
 import numpy as np
 
 from holo3d.data.synthetic.categories.legs import corner_legs, pedestal, random_leg_style
+from holo3d.data.synthetic.categories.parts import box, cylinder
 from holo3d.data.synthetic.patterns import random_finish
 from holo3d.data.synthetic.primitives import Primitive
 
@@ -20,23 +21,23 @@ def build(rng: np.random.Generator) -> List[Primitive]:
     if round_top:
         radius = rng.uniform(0.6, 0.9)
         half_w = half_d = radius * 0.7
-        top = Primitive("frustum", (radius, radius, top_t), translation=[0, height, 0], finish=top_finish)
+        top = cylinder(radius, radius, top_t, (0, height, 0), top_finish)
     else:
         half_w, half_d = rng.uniform(0.6, 1.1), rng.uniform(0.35, 0.7)
-        top = Primitive("box", (half_w, top_t, half_d), translation=[0, height, 0], finish=top_finish)
+        top = box((half_w, top_t, half_d), (0, height, 0), top_finish)
     thickness = rng.uniform(0.03, 0.08)
     support = rng.choice(["legs", "legs", "pedestal", "trestle"])
+    leg_top = height - top_t
     if support == "pedestal" or (round_top and rng.random() < 0.5):
-        legs = pedestal(height - top_t, thickness * 1.5, min(half_w, half_d) * 0.9, leg_finish)
+        legs = pedestal(leg_top, thickness * 1.5, min(half_w, half_d) * 0.9, leg_finish)
     elif support == "trestle":
-        legs = [
-            Primitive("box", (thickness, (height - top_t) / 2, half_d * 0.85), translation=[x, (height - top_t) / 2, 0], finish=leg_finish)
-            for x in (-half_w * 0.8, half_w * 0.8)
-        ]
+        slab = (thickness, leg_top / 2, half_d * 0.85)
+        legs = [box(slab, (x, leg_top / 2, 0), leg_finish) for x in (-half_w * 0.8, half_w * 0.8)]
     else:
-        legs = corner_legs(random_leg_style(rng), half_w, half_d, thickness * 1.5, height - top_t, thickness, leg_finish)
+        style = random_leg_style(rng)
+        legs = corner_legs(style, half_w, half_d, thickness * 1.5, leg_top, thickness, leg_finish)
     parts = [top] + legs
     if support != "pedestal" and not round_top and rng.random() < 0.35:
-        shelf_y = height * rng.uniform(0.2, 0.4)
-        parts.append(Primitive("box", (half_w * 0.85, top_t * 0.7, half_d * 0.85), translation=[0, shelf_y, 0], finish=top_finish))
+        shelf = (half_w * 0.85, top_t * 0.7, half_d * 0.85)
+        parts.append(box(shelf, (0, height * rng.uniform(0.2, 0.4), 0), top_finish))
     return parts
