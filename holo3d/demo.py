@@ -31,8 +31,11 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     data_dir, exp_dir = Path(args.data_dir).resolve(), Path(args.exp_dir).resolve()
     python = sys.executable
-    run_step("built-in dataset", [python, "-m", "holo3d.data.synthetic", "--preset", "demo",
-                                  "--out", data_dir, "--if-missing"])
+    if (data_dir / "chair" / "frame_annotations.jgz").is_file():
+        print(f"== built-in dataset: already at {data_dir}")
+    else:
+        run_step("built-in dataset", [python, "-m", "holo3d.data.synthetic", "--preset", "demo",
+                                      "--out", data_dir])
     run_step("train (configs/demo.yaml)", [python, "experiment.py", "--config-name", "demo.yaml",
                                            f"exp_dir={exp_dir}", f"data_source_Holo3DDataSource_args."
                                            f"dataset_map_provider_JsonIndexDatasetMapProviderV2_args."

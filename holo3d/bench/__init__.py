@@ -5,7 +5,7 @@ Figures (see each module's docstring for exactly what is timed):
     numerics      bf16 autocast vs fp32 on a fixed batch: U-Net output, rendered colours, loss
     train         forward + backward + optimizer step of the full model, peak memory, scenes/s
     unet          one denoising step of the 3D U-Net (batch 1 and 15)
-    sample        a full DDPM sample of 15 grids (``model.sample``)
+    sample        a full 1000-step DDPM sample (and 50-step DDIM) of 15 grids, ``model.sample``
     render        one full 256x256 frame of a 16^3 x 64 grid at several chunk sizes
     e2e           ``generate_samples.py num_samples=15`` on a fresh experiment folder (subprocess)
     profile       torch.profiler table of the top ops of one workload (``--profile WHAT``)

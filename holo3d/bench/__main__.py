@@ -74,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--precisions", type=_names(("fp32", "bf16")), help="fp32,bf16")
     g.add_argument("--bootstrap", type=_on_off, help="off,on")
     g.add_argument("--image-size", type=int, help="side of the synthetic frames (800)")
+    g.add_argument("--clip-grad-norm", type=float, help="as configs/base.yaml: 1.0 (0: off)")
+    g.add_argument("--ema-decay", type=float, help="as configs/base.yaml: 0.999 (0: no EMA)")
     g = p.add_argument_group("U-Net step and sampling")
     g.add_argument("--unet-batches", type=_ints, help="e.g. 1,15")
     g.add_argument("--sample-n", type=int, help="grids per model.sample call (15)")
@@ -103,6 +105,7 @@ def settings_from_args(args: argparse.Namespace) -> BenchSettings:
     chosen = dict(
         seed=args.seed, warmup=args.warmup, repeats=args.repeats, scenes=args.scenes,
         precisions=args.precisions, bootstrap=args.bootstrap, image_size=args.image_size,
+        clip_grad_norm=args.clip_grad_norm, ema_decay=args.ema_decay,
         unet_batches=args.unet_batches, sample_n=args.sample_n, sample_repeats=args.sample_repeats,
         channels_last=args.channels_last, compile=args.compile, compile_mode=args.compile_mode,
         cuda_graph=args.cuda_graph, chunk_sizes=args.chunks, render_views=args.render_views,

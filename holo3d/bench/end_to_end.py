@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import List
+from typing import Dict, List
 
 from holo3d.bench.context import BenchContext
 from holo3d.bench.fresh_experiment import write_fresh_experiment
@@ -42,9 +42,14 @@ def generate_command(ctx: BenchContext, exp_dir: Path, sampler: str, steps: int)
     ]
 
 
-def _new_files(folder: Path, since: float) -> List[str]:
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")
-                  if p.is_file() and p.stat().st_mtime >= since and p.suffix != ".log")
+def _file_times(folder: Path) -> Dict[str, float]:
+    return {str(p.relative_to(folder)): p.stat().st_mtime for p in folder.rglob("*")
+            if p.is_file() and p.suffix != ".log"}
+
+
+def _written(before: Dict[str, float], after: Dict[str, float]) -> List[str]:
+    """Files the script created or rewrote."""
+    return sorted(name for name, mtime in after.items() if before.get(name) != mtime)
 
 
 def _tail(path: Path, lines: int = 15) -> str:
@@ -62,13 +67,13 @@ def measure_generate(ctx: BenchContext, exp_dir: Path, sampler: str, steps: int)
     if s.threads:
         env["OMP_NUM_THREADS"] = str(s.threads)
     with ctx.guard([("e2e.generate_samples", "s")], config):
-        start_wall = time.time()
+        before = _file_times(exp_dir)
         start = time.perf_counter()
         with open(log_path, "w", encoding="utf-8") as log:
             result = subprocess.run(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
                                     timeout=s.e2e_timeout_s, env=env)
         elapsed = time.perf_counter() - start
-        outputs = _new_files(exp_dir, start_wall - 1.0)
+        outputs = _written(before, _file_times(exp_dir))
         if result.returncode != 0:
             ctx.emit("e2e.generate_samples", None, "s", config, status="failed", log=str(log_path),
                      error=f"exit status {result.returncode}: {_tail(log_path)}")

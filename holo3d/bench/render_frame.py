@@ -1,8 +1,9 @@
 """Figure 3: full-frame rendering of a grid, ``model.render_grid`` (VolumeRenderer.render_image).
 
-One (1, F, D, H, W) grid with values tanh(N(0, 1)) (dense, so no ray terminates early and the cost
-is the worst case), seen by V turntable cameras at ``render_size``^2, without autograd, with the
-model's coarse + fine points, at each chunk size (rays per batched pass; 0 = every ray at once).
+One (1, F, D, H, W) grid with values tanh(N(0, 1)) (the renderer's cost does not depend on the
+values: every ray gets the same number of points), seen by V turntable cameras at
+``render_size``^2, without autograd, with the model's coarse + fine points per ray, at each chunk
+size (rays per batched pass; 0 = every ray of the call at once), in each precision.
 The figure is milliseconds per frame: the median time of one call divided by V.
 """
 

@@ -68,6 +68,9 @@ class BenchSettings:
     image_size: int = 800
     precisions: List[str] = field(default_factory=lambda: ["fp32", "bf16"])
     bootstrap: List[bool] = field(default_factory=lambda: [False, True])
+    # the training loop's per-step extras as configs/base.yaml sets them (0 turns one off)
+    clip_grad_norm: float = 1.0
+    ema_decay: float = 0.999
     # U-Net step and sampling
     unet_batches: List[int] = field(default_factory=lambda: [1, 15])
     sample_n: int = 15

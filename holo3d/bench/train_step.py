@@ -2,9 +2,11 @@
 
 One timed step is what ``HoloTrainingLoop``'s step does once the batch is on the device: the
 forward in ``torch.autocast(bf16)`` for "bf16" (weights and Adam stay fp32), the loop's one host
-sync reading the logged scalars, backward, ``optimizer.step``, ``scheduler.step`` and
-``zero_grad(set_to_none=True)``, with the optimizer and schedule of ``HoloOptimizerFactory``'s
-defaults. Bootstrap "off"/"on" sets ``bootstrap_prob`` to 0/1, so every step is (not) bootstrapped.
+sync reading the logged scalars, backward, gradient-norm clipping, ``optimizer.step``,
+``scheduler.step``, the EMA update and ``zero_grad(set_to_none=True)``, with the optimizer and
+schedule of ``HoloOptimizerFactory``'s defaults and clipping / EMA as configs/base.yaml sets them
+(``clip_grad_norm`` 1.0, ``ema_decay`` 0.999; the EMA copy counts in the peak memory).
+Bootstrap "off"/"on" sets ``bootstrap_prob`` to 0/1, so every step is (not) bootstrapped.
 Data loading is not in the step; ``train.batch_to_device`` times the loop's ``batch.to(device)``.
 """
 
@@ -21,6 +23,7 @@ from holo3d.bench.context import BenchContext
 from holo3d.bench.model_setup import autocast
 from holo3d.bench.synthetic_batch import batch_bytes, pinned, synthetic_frame_data
 from holo3d.bench.timing import peak_memory_gib, reset_peak_memory, time_fn
+from holo3d.train.ema import EMA
 from holo3d.train.optimizer_factory import HoloOptimizerFactory
 from holo3d.train.stats import scalar_values
 
@@ -36,16 +39,22 @@ def make_train_step(ctx: BenchContext, scenes: int, precision: str) -> Callable[
     s, model, device = ctx.settings, ctx.model, ctx.device
     batch = synthetic_frame_data(scenes, s.frames_per_scene, s.image_size, device, seed=s.seed)
     optimizer, scheduler = make_optimizer(model)
+    ema = EMA(model, s.ema_decay) if s.ema_decay > 0 else None
     model.train()
     counter = itertools.count()
 
     def step() -> Dict[str, float]:
+        iteration = next(counter)
         with autocast(precision, device):
-            preds = model(**batch, evaluation_mode=EvaluationMode.TRAINING, iteration=next(counter))
+            preds = model(**batch, evaluation_mode=EvaluationMode.TRAINING, iteration=iteration)
         values = scalar_values(preds, model.log_vars)  # the loop's per-step host sync
         preds["objective"].backward()
+        if s.clip_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), s.clip_grad_norm)
         optimizer.step()
         scheduler.step()
+        if ema is not None:
+            ema.update(model, iteration)
         optimizer.zero_grad(set_to_none=True)
         return values
 
@@ -55,7 +64,8 @@ def make_train_step(ctx: BenchContext, scenes: int, precision: str) -> Callable[
 def measure_train_step(ctx: BenchContext, scenes: int, precision: str, bootstrap: bool) -> None:
     s, model, device = ctx.settings, ctx.model, ctx.device
     config = ctx.config(scenes=scenes, frames_per_scene=s.frames_per_scene, image_size=s.image_size,
-                        precision=precision, bootstrap=bootstrap, warmup=s.warmup, repeats=s.repeats)
+                        precision=precision, bootstrap=bootstrap, clip_grad_norm=s.clip_grad_norm,
+                        ema_decay=s.ema_decay, warmup=s.warmup, repeats=s.repeats)
     figures = [("train.step_time", "s"), ("train.scenes_per_s", "scenes/s"), ("train.peak_memory", "GiB")]
     saved_prob = model.bootstrap_prob
     model.bootstrap_prob = 1.0 if bootstrap else 0.0

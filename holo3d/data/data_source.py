@@ -26,7 +26,7 @@ from pytorch3d.implicitron.tools.config import registry, run_auto_creation
 from pytorch3d.renderer.cameras import CamerasBase
 
 from holo3d.data import multi_scene_provider, robust_dataset  # noqa: F401  (registers classes)
-from holo3d.data.dataset_layout import check_annotations, check_category, check_root
+from holo3d.data.dataset_layout import DatasetLayoutError, check_annotations, check_category, check_root
 from holo3d.data.synthetic.builtin import default_builtin_root, ensure_builtin_dataset
 
 CO3D_ROOT_ENV = "CO3DV2_DATASET_ROOT"
@@ -80,6 +80,11 @@ class Holo3DDataSource(DataSourceBase):
             root = default_builtin_root(self.builtin_preset)
             if self.generate_builtin_if_missing:
                 ensure_builtin_dataset(root, self.builtin_preset, device=self._builtin_device())
+            elif not os.path.isdir(root):
+                raise DatasetLayoutError(
+                    f"the built-in dataset is not at {root} and generate_builtin_if_missing=False; "
+                    f"make it with: python -m holo3d.data.synthetic --out {root} --preset {self.builtin_preset}"
+                )
         root = root or os.environ.get(CO3D_ROOT_ENV, "")
         check_root(root)
         args["dataset_root"] = root

@@ -28,6 +28,9 @@ from holo3d.train.stats import RunningStats, format_stats, gpu_memory_gib, scala
 logger = logging.getLogger(__name__)
 
 
+_PROGRESS_KEYS = ("objective", "psnr", "sec_per_it", "lr")
+
+
 class NonFiniteLossError(FloatingPointError):
     """Training produced non-finite losses too many steps in a row."""
 
@@ -228,7 +231,8 @@ class _Session:
         values["lr"] = self.scheduler.get_last_lr()[0]
         values["gpu_memory_gib"] = gpu_memory_gib(self.accelerator.device)
         if position.iteration % self.cfg.log_interval == 0:
-            progress.set_postfix_str(format_stats(values, ("objective", "psnr")))
+            shown = {k: values[k] for k in _PROGRESS_KEYS if k in values}
+            progress.set_postfix_str(format_stats(shown, _PROGRESS_KEYS))
             self.monitor.scalars(position.iteration, values, "train")
         if self.cfg.visualize_interval > 0 and position.iteration % self.cfg.visualize_interval == 0:
             self.monitor.panels(position.iteration, self.eval_model(), batch)

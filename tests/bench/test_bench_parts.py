@@ -57,6 +57,20 @@ def test_reporter_writes_json_lines(tmp_path):
     assert json.loads(path.read_text()) == line
 
 
+def test_guard_reports_failures_and_oom_and_goes_on():
+    stream = io.StringIO()
+    guarded = BenchContext(tiny_cpu_settings(), Reporter(CPU, stream=stream))
+    with guarded.guard([("a.time", "s"), ("a.memory", "GiB")], {"k": 1}):
+        raise RuntimeError("boom\nsecond line")
+    with guarded.guard([("b.time", "s")], {}):
+        raise torch.OutOfMemoryError("CUDA out of memory")
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [(l["figure"], l["status"]) for l in lines] == [
+        ("a.time", "failed"), ("a.memory", "failed"), ("b.time", "oom")]
+    assert lines[0]["error"] == "RuntimeError: boom" and lines[0]["value"] is None
+    assert guarded.reporter.n_failed == 2
+
+
 def test_cli_parsing_overrides_settings():
     args = build_parser().parse_args(
         ["--cpu", "--scenes", "1,4", "--chunks", "4096,full", "--bootstrap", "on", "--tf32", "default",

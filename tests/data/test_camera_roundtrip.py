@@ -11,7 +11,7 @@ from pytorch3d.io import IO
 from pytorch3d.loss.point_mesh_distance import point_face_distance
 
 from holo3d.data import Holo3DDataSource
-from holo3d.data.synthetic import render_sequence
+from holo3d.data.synthetic import generate_dataset, render_sequence
 
 FLOAT16_DEPTH = 2.0**-10  # float16 relative precision (10-bit mantissa), half a step each way
 
@@ -29,26 +29,45 @@ def surface_distance(points, mesh):
     return point_face_distance(points, first, triangles, first, len(points), 1e-12).sqrt()
 
 
+def assert_round_trip(frame, mesh):
+    """Each foreground pixel's depth, unprojected through the loaded camera, lies on the mesh and
+    projects back onto the centre of that pixel."""
+    depth, mask = frame.depth_map[0], frame.fg_probability[0] > 0.5
+    rows, cols = torch.nonzero(mask, as_tuple=True)
+    height, width = depth.shape
+    xy = pixel_ndc(rows, cols, height, width)
+    world = frame.camera.unproject_points(torch.cat([xy, depth[rows, cols, None]], 1)[None], world_coordinates=True)[0]
+    assert len(world) > 20
+    assert surface_distance(world, mesh).max() < FLOAT16_DEPTH * 4.0  # depth is stored as float16
+    projected = frame.camera.transform_points_screen(world[None], image_size=((height, width),))[0]
+    assert torch.allclose(projected[:, 0], cols.float() + 0.5, atol=1e-2)
+    assert torch.allclose(projected[:, 1], rows.float() + 0.5, atol=1e-2)
+
+
 @pytest.mark.parametrize("category", ["chair", "mug"])
 def test_depth_points_unproject_onto_the_mesh_and_back_to_their_pixel(co3d_root, make_source, tiny_spec, category):
     frame = make_source(co3d_root, category).dataset_map_provider.get_dataset_map().train[4]
     seq_index, view = int(frame.sequence_name[-3:]), int(frame.frame_number)
     rendered = render_sequence(tiny_spec, category, seq_index).views  # same seed: the same renders
-    depth, mask = frame.depth_map[0], frame.fg_probability[0] > 0.5
     # loaded mask and depth agree with the renderer (depth to float16 precision)
-    assert torch.equal(mask, rendered.mask[view])
-    assert torch.allclose(depth, rendered.depth[view], rtol=FLOAT16_DEPTH, atol=0)
-    rows, cols = torch.nonzero(mask, as_tuple=True)
-    height, width = depth.shape
-    xy = pixel_ndc(rows, cols, height, width)
-    world = frame.camera.unproject_points(torch.cat([xy, depth[rows, cols, None]], 1)[None], world_coordinates=True)[0]
-    mesh = IO().load_mesh(f"{co3d_root}/{category}/{frame.sequence_name}/mesh.ply")
-    # every drawn pixel's 3D point lies on the object, up to the float16 depth error
-    assert surface_distance(world, mesh).max() < FLOAT16_DEPTH * 4.0
-    # and projects back through the loaded camera onto the centre of the pixel it came from
-    projected = frame.camera.transform_points_screen(world[None], image_size=((height, width),))[0]
-    assert torch.allclose(projected[:, 0], cols.float() + 0.5, atol=1e-2)
-    assert torch.allclose(projected[:, 1], rows.float() + 0.5, atol=1e-2)
+    assert torch.equal(frame.fg_probability[0] > 0.5, rendered.mask[view])
+    assert torch.allclose(frame.depth_map[0], rendered.depth[view], rtol=FLOAT16_DEPTH, atol=0)
+    assert_round_trip(frame, IO().load_mesh(f"{co3d_root}/{category}/{frame.sequence_name}/mesh.ply"))
+
+
+def test_round_trip_on_non_square_images(tmp_path, spec_with, source_config):
+    """Isotropic NDC: the shorter side spans [-1, 1]; checked in portrait and landscape."""
+    for height, width in ((40, 56), (56, 40)):
+        spec = spec_with(categories=("mug",), sequences=3, frames=4, image_size=(height, width))
+        root = generate_dataset(spec, str(tmp_path / f"r{height}x{width}"), progress=False)
+        cfg = source_config(root, "mug")
+        dataset_args = cfg.dataset_map_provider_JsonIndexDatasetMapProviderV2_args.dataset_Holo3DJsonIndexDataset_args
+        dataset_args.image_height, dataset_args.image_width = height, width
+        train = Holo3DDataSource(**cfg).dataset_map_provider.get_dataset_map().train
+        mesh = IO().load_mesh(f"{root}/mug/mug_000/mesh.ply")
+        for index in (0, 3):
+            assert train[index].image_rgb.shape[-2:] == (height, width)
+            assert_round_trip(train[index], mesh)
 
 
 def _train_split(source_config, root, category, box_crop, height, width):

@@ -101,3 +101,15 @@ def test_single_scene_train_split_gives_train_cameras(co3d_root, make_source):
     cameras = make_source(co3d_root, "mug", "manyview_dev_0").all_train_cameras
     assert len(cameras) == 4  # frames 0, 2, 3, 4 of the dev sequence are known (1 and 5 unseen)
     assert torch.isfinite(cameras.R).all()
+
+
+def test_worker_processes_give_the_same_batches(co3d_root, make_source):
+    def epochs(**loader):
+        train = make_source(co3d_root, "chair", dataset_length_train=2, **loader).get_datasets_and_dataloaders()[1].train
+        out = []
+        for epoch in range(2):
+            train.batch_sampler.set_epoch(epoch)
+            out += [(list(b.sequence_name), b.frame_number.tolist(), b.image_rgb.sum().item()) for b in train]
+        return out
+
+    assert epochs(num_workers=1, persistent_workers=True) == epochs(num_workers=0)

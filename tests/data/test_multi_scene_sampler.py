@@ -1,7 +1,6 @@
 """MultiSceneBatchSampler on a synthetic scene index: shapes, determinism, accelerate sharding."""
 
 import pytest
-import torch
 from accelerate.data_loader import BatchSamplerShard, prepare_data_loader
 from torch.utils.data import DataLoader
 

@@ -70,3 +70,14 @@ def test_cli_writes_a_dataset_and_reports_bad_options(tmp_path, capsys):
     assert main(args) == 2 and "already exists" in capsys.readouterr().err
     assert main(["--out", str(tmp_path / "x"), "--sequences", "2"]) == 2
     assert "sequences=2: need >= 3" in capsys.readouterr().err
+
+
+def test_missing_builtin_dataset_without_generation_says_how_to_make_it(tmp_path, monkeypatch, source_config):
+    from holo3d.data import Holo3DDataSource
+    from holo3d.data.dataset_layout import DatasetLayoutError
+
+    monkeypatch.setenv(builtin.ROOT_ENV, str(tmp_path))
+    cfg = source_config("", "mug")
+    cfg.builtin_preset, cfg.generate_builtin_if_missing = "demo", False
+    with pytest.raises(DatasetLayoutError, match=r"make it with: python -m holo3d.data.synthetic --out .*builtin_demo"):
+        Holo3DDataSource(**cfg)

@@ -1,4 +1,5 @@
-"""Renders an object along a camera path with PyTorch3D's MeshRenderer: RGB, mask and depth.
+"""Renders an object along a camera path with PyTorch3D's mesh renderer (MeshRendererWithFragments:
+MeshRasterizer + HardPhongShader): RGB, and from the same rasterisation the mask and depth.
 
 Lighting is fixed in the world (a directional key light from above-front plus ambient), so shading
 is consistent across the views of a sequence, as for a real object filmed in a room. Depth is the
@@ -17,7 +18,7 @@ from pytorch3d.renderer import (
     HardPhongShader,
     Materials,
     MeshRasterizer,
-    MeshRenderer,
+    MeshRendererWithFragments,
     PerspectiveCameras,
     RasterizationSettings,
 )
@@ -80,7 +81,6 @@ def _render_chunk(mesh, cameras, views: slice, image_size, background, device):
     p3d_cameras = to_pytorch3d_cameras(subset, image_size, device)
     n = len(subset)
     settings = RasterizationSettings(image_size=tuple(image_size), blur_radius=0.0, faces_per_pixel=1)
-    rasterizer = MeshRasterizer(cameras=p3d_cameras, raster_settings=settings)
     shader = HardPhongShader(
         device=device,
         cameras=p3d_cameras,
@@ -94,9 +94,10 @@ def _render_chunk(mesh, cameras, views: slice, image_size, background, device):
         materials=Materials(device=device, shininess=24.0),
         blend_params=BlendParams(background_color=tuple(background)),
     )
-    meshes = mesh.extend(n)
-    fragments = rasterizer(meshes)
-    rgb = shader(fragments, meshes)[..., :3].clamp(0, 1)  # (n, H, W, 3)
+    # the fragments give the mask (pix_to_face) and the camera-frame depth (zbuf) of the same pass
+    renderer = MeshRendererWithFragments(MeshRasterizer(cameras=p3d_cameras, raster_settings=settings), shader)
+    images, fragments = renderer(mesh.extend(n))
+    rgb = images[..., :3].clamp(0, 1)  # (n, H, W, 3)
     mask = fragments.pix_to_face[..., 0] >= 0  # (n, H, W)
     depth = torch.where(mask, fragments.zbuf[..., 0], torch.zeros_like(fragments.zbuf[..., 0]))
     return rgb.float().cpu(), mask.cpu(), depth.float().cpu()
