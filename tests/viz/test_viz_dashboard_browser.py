@@ -97,3 +97,35 @@ def test_dashboard_shows_training_panels(dashboard, chromium_executable, artifac
     assert windows["sample_video"]["gif"] == 1
     assert not errors, errors
     assert shot.stat().st_size > 10_000
+
+
+@pytest.mark.browser
+@pytest.mark.timeout(240)
+def test_dashboard_during_real_training_iterations(dashboard, chromium_executable, artifact_dir,
+                                                   tmp_path):
+    """A few iterations of the real training loop (tiny test model) post curves and panels."""
+    from holo3d.train.config_cli import compose_config
+    from holo3d.train.experiment import Experiment
+
+    loop = "training_loop_HoloTrainingLoop_args"
+    exp_dir = tmp_path / "tiny_training_run"
+    cfg = compose_config("base", [
+        f"exp_dir={exp_dir}", "data_source_class_type=TinyTestDataSource",
+        "model_factory_HoloModelFactory_args.model_class_type=TinyTestModel",
+        f"{loop}.max_epochs=3", f"{loop}.logger=visdom", f"{loop}.visdom_port={dashboard.port}",
+        f"{loop}.log_interval=1", f"{loop}.visualize_interval=2",
+    ])
+    Experiment(**cfg).run(cfg)
+    env = exp_dir.name
+    with HeadlessChromium(chromium_executable, tmp_path / "chromium-profile") as browser:
+        browser.navigate(dashboard_url(dashboard.port, env))
+        browser.wait_for(f"(() => {{ const w = {_WINDOWS_JS}; return w.filter(x => x.plotted).length >= 2"
+                         " && w.filter(x => x.png).length >= 1; })()", timeout=60)
+        browser.wait_until_stable(_LAYOUT_JS)
+        windows = _windows_by_title(browser)
+        browser.screenshot(artifact_dir / "dashboard_training_run.png")
+        errors = browser.console_errors
+    assert windows["objective"]["plotted"] and windows["objective"]["legend"] == ["train", "val"]
+    assert windows["psnr"]["plotted"] and windows["sec_per_it"]["plotted"]
+    assert windows["render"]["png"] == 1
+    assert not errors, errors
