@@ -27,12 +27,14 @@ class EMA:
         # Before start_step the shadow simply tracks the weights: early weights are poor averages.
         decay = self.decay if step >= self.start_step else 0.0
         shadow = self.module.state_dict()
-        for name, tensor in model.state_dict().items():
-            target = shadow[name]
-            if target.dtype.is_floating_point:
-                target.lerp_(tensor.detach().to(target.dtype), 1.0 - decay)
-            else:
-                target.copy_(tensor)
+        source = model.state_dict()
+        floats = [name for name, t in shadow.items() if t.dtype.is_floating_point]
+        # One fused multi-tensor launch instead of ~600 small ones per step (measured on GPU).
+        torch._foreach_lerp_([shadow[n] for n in floats], [source[n].detach() for n in floats],
+                             1.0 - decay)
+        for name, tensor in shadow.items():
+            if not tensor.dtype.is_floating_point:
+                tensor.copy_(source[name])
 
     def state_dict(self) -> Dict[str, torch.Tensor]:
         return self.module.state_dict()

@@ -66,8 +66,11 @@ class HoloOptimizerFactory(OptimizerFactoryBase):
             )
         else:
             optimizer_class = torch.optim.Adam if self.breed == "Adam" else torch.optim.AdamW
+            # The fused CUDA kernel updates all parameters in one launch.
+            on_cuda = all(p.is_cuda for g in groups for p in g["params"])
             optimizer = optimizer_class(
-                groups, lr=self.lr, betas=tuple(self.betas), weight_decay=self.weight_decay
+                groups, lr=self.lr, betas=tuple(self.betas), weight_decay=self.weight_decay,
+                fused=on_cuda or None,
             )
         factor = self._lr_factor_fn(iterations_per_epoch, max_epochs)
         return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
