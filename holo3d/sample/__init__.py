@@ -2,6 +2,7 @@
 
     script_config            typed configs of both scripts (Hydra ConfigStore)
     script_runner            one-line errors and exit status for the entry points
+    input_checks             the user-facing errors, and exp_dir checks that need no import
     experiment_loader        exp_dir -> config + model + weights (EMA preferred), or one clear error
     dataset_access           the experiment's dataset, only when it is on disk
     camera_path              turntable cameras (up axis / distance from data when available)

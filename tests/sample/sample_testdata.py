@@ -42,7 +42,8 @@ TINY_RENDER_MLP = {"hidden_dim": 16, "n_layers": 2, "skip_layers": [], "color_hi
 
 
 def tiny_config(exp_dir: Path, data_root: Path, *overrides: str):
-    """The composed training config of the tiny experiment."""
+    """The composed training config of the tiny experiment (every setting it relies on is given
+    here, so it does not change when base.yaml's GPU-sized defaults do)."""
     from holo3d.train.config_cli import compose_config
 
     cfg = compose_config("base", [
@@ -52,13 +53,18 @@ def tiny_config(exp_dir: Path, data_root: Path, *overrides: str):
         f"{PROVIDER}.dataset_Holo3DJsonIndexDataset_args.image_height=32",
         f"{PROVIDER}.dataset_Holo3DJsonIndexDataset_args.image_width=32",
         f"{PROVIDER}.num_load_workers=0",
+        f"{LOADER}.scenes_per_batch=1",
         f"{LOADER}.frames_per_scene=3",
+        f"{LOADER}.num_workers=0",
+        f"{LOADER}.pin_memory=false",
         f"{LOADER}.dataset_length_train=2",
         f"{LOADER}.dataset_length_val=1",
         f"{LOOP}.max_epochs=1",
         f"{LOOP}.logger=none",
         f"{LOOP}.n_validation_batches=1",
         f"{LOOP}.ema_decay=0.5",
+        f"{LOOP}.mixed_precision=no",
+        f"{LOOP}.sample_video_interval_epochs=0",
         "optimizer_factory_HoloOptimizerFactory_args.lr=0.001",
         *overrides,
     ])
