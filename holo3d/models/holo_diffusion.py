@@ -35,6 +35,7 @@ from holo3d.models.target_views import TargetViews, eval_render_size, render_los
 from holo3d.models.unet3d import UNet3D
 from holo3d.render.rays import sample_images_at_rays, sample_training_rays
 from holo3d.render.volume_renderer import VolumeRenderer
+from holo3d.render.render_mlp import RenderMLP
 
 
 def _drop_unet_derived(args: DictConfig) -> None:
@@ -50,8 +51,13 @@ def _drop_lifter_derived(args: DictConfig) -> None:
 
 
 def _drop_renderer_derived(args: DictConfig) -> None:
-    for key in ("feature_channels", "volume_extent", "bg_color"):
+    # render_mlp_args is its own typed block below (so its keys can be overridden and checked).
+    for key in ("feature_channels", "volume_extent", "bg_color", "render_mlp_args"):
         args.pop(key, None)
+
+
+def _drop_render_mlp_derived(args: DictConfig) -> None:
+    args.pop("in_features", None)
 
 
 @registry.register
@@ -109,6 +115,7 @@ class HoloDiffusionModel(ImplicitronModelBase):  # pyre-ignore[13]
     unet_args: DictConfig = get_default_args_field(UNet3D, _hook=_drop_unet_derived)
     lifter_args: DictConfig = get_default_args_field(FeatureLifter, _hook=_drop_lifter_derived)
     renderer_args: DictConfig = get_default_args_field(VolumeRenderer, _hook=_drop_renderer_derived)
+    render_mlp_args: DictConfig = get_default_args_field(RenderMLP, _hook=_drop_render_mlp_derived)
 
     log_vars: List[str] = field(
         default_factory=lambda: [
@@ -148,6 +155,7 @@ class HoloDiffusionModel(ImplicitronModelBase):  # pyre-ignore[13]
             feature_channels=self.feature_size,
             volume_extent=self.volume_extent,
             bg_color=tuple(self.bg_color),
+            render_mlp_args=dict(self.render_mlp_args),
             **self.renderer_args,
         )
         if self.unet is not None and self.grid_resolution % self.unet.downsample_factor:

@@ -29,6 +29,7 @@ class LoadConfig:
     epoch: int = -1
     use_ema: bool = True
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: str = "bf16"  # bf16 | fp32: autocast for sampling and rendering on GPUs (CPU: fp32)
     seed: int = 0
 
 

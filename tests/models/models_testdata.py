@@ -113,7 +113,8 @@ def tiny_model(**overrides) -> HoloDiffusionModel:
     cfg.lifter_args.proj_dim = 8
     cfg.renderer_args.n_pts_coarse = 16
     cfg.renderer_args.n_pts_fine = 8
-    cfg.renderer_args.render_mlp_args = {"hidden_dim": 64, "color_hidden_dim": 32}
+    cfg.render_mlp_args.hidden_dim = 64
+    cfg.render_mlp_args.color_hidden_dim = 32
     for key, value in overrides.items():
         node, _, leaf = key.rpartition(".")
         target = cfg if not node else cfg[node]

@@ -38,9 +38,10 @@ def test_render_mlp_only_baseline_learns_and_generalises_to_held_out_views():
         **{
             "lifter_args.stages": [1],
             "renderer_args.n_pts_fine": 4,
-            "renderer_args.render_mlp_args": {
-                "hidden_dim": 32, "n_layers": 2, "skip_layers": [1], "color_hidden_dim": 16,
-            },
+            "render_mlp_args.hidden_dim": 32,
+            "render_mlp_args.n_layers": 2,
+            "render_mlp_args.skip_layers": [1],
+            "render_mlp_args.color_hidden_dim": 16,
         },
     )
     losses = _train(model, data, torch.Generator().manual_seed(0))

@@ -35,10 +35,11 @@ TINY_MODEL = [
     f"{MODEL}.lifter_args.proj_dim=4",
     f"{MODEL}.renderer_args.n_pts_coarse=8",
     f"{MODEL}.renderer_args.n_pts_fine=4",
+    f"{MODEL}.render_mlp_args.hidden_dim=16",
+    f"{MODEL}.render_mlp_args.n_layers=2",
+    f"{MODEL}.render_mlp_args.skip_layers=[]",
+    f"{MODEL}.render_mlp_args.color_hidden_dim=16",
 ]
-# render_mlp_args defaults to None, which Hydra cannot override from the command line; it is set on
-# the composed config instead (tiny_config).
-TINY_RENDER_MLP = {"hidden_dim": 16, "n_layers": 2, "skip_layers": [], "color_hidden_dim": 16}
 
 
 def tiny_config(exp_dir: Path, data_root: Path, *overrides: str):
@@ -68,7 +69,6 @@ def tiny_config(exp_dir: Path, data_root: Path, *overrides: str):
         "optimizer_factory_HoloOptimizerFactory_args.lr=0.001",
         *overrides,
     ])
-    cfg[MODEL.split(".")[0]][MODEL.split(".")[1]].renderer_args.render_mlp_args = dict(TINY_RENDER_MLP)
     return cfg
 
 
