@@ -46,7 +46,8 @@ TINY_MODEL: Dict[str, Any] = {
     "lifter_args.proj_dim": 8,
     "renderer_args.n_pts_coarse": 16,
     "renderer_args.n_pts_fine": 8,
-    "renderer_args.render_mlp_args": {"hidden_dim": 64, "color_hidden_dim": 32},
+    "render_mlp_args.hidden_dim": 64,
+    "render_mlp_args.color_hidden_dim": 32,
 }
 
 ALL_FIGURES = ("numerics", "train", "unet", "sample", "render", "e2e")

@@ -38,6 +38,7 @@ from holo3d.sample.input_checks import ExperimentLoadError, SettingsError
 from holo3d.sample.script_config import SampleConfig, optional_steps
 from holo3d.sample.video_writer import BackgroundVideoWriter, VideoWriter, video_backend
 from holo3d.train.atomic_file import open_atomic, write_text_atomic
+from holo3d.models.cuda_graph_unet import graphed_unet
 
 logger = logging.getLogger(__name__)
 
@@ -160,8 +161,9 @@ def _sample_batch(cfg, loaded, n, start, generator, cameras, out_dir):
             ]
             callback = ProgressiveRenderer(model, writers, cameras, cfg.render_size, cfg.video_size, k,
                                            _chunk_size(cfg, model), steps_bar)
-        grids = model.sample(n, generator=generator, callback=callback, device=loaded.device,
-                             **_sampler_kwargs(cfg))
+        with graphed_unet(model, cfg.cuda_graph):
+            grids = model.sample(n, generator=generator, callback=callback, device=loaded.device,
+                                 **_sampler_kwargs(cfg))
         if k > 0:
             logger.info("progressive: %d frames over %d steps", callback.finish(), callback.n_steps)
     return grids, [path for w in writers for path in w.written]
