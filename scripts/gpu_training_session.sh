@@ -8,6 +8,7 @@ export PYTHONUNBUFFERED=1 HOLO3D_DATA_ROOT=/tmp/holo3d_data
 L=training_loop_HoloTrainingLoop_args
 COMMON="$L.logger=none $L.validation_interval_epochs=1 $L.checkpoint_interval_epochs=1"
 COMMON="$COMMON data_source_Holo3DDataSource_args.data_loader_map_provider_MultiSceneDataLoaderMapProvider_args.dataset_length_train=100"
+COMMON="$COMMON optimizer_factory_HoloOptimizerFactory_args.lr=2e-4 optimizer_factory_HoloOptimizerFactory_args.warmup_iters=200"
 python3 -m holo3d.data.synthetic --preset full --out /tmp/holo3d_data/builtin_full --device cuda \
   --no-progress 2>&1 | tail -3
 for cfg in unet_with_no_diffusion base; do
@@ -15,7 +16,7 @@ for cfg in unet_with_no_diffusion base; do
     $COMMON > "$OUT/train_$cfg.log" 2>&1 &
 done
 wait
-for cfg in unet_with_no_diffusion base; do grep -E "val:|resumed|stopped" "$OUT/train_$cfg.log" | tail -4; done
+for cfg in unet_with_no_diffusion base; do echo "== $cfg"; grep -E "train:|val:|stopped" "$OUT/train_$cfg.log" | sed 's/grid_abs_mean.*psnr=/... psnr=/' | tail -6; done
 python3 visualize_reconstruction.py exp_dir=/tmp/exp_unet_with_no_diffusion n_source_views=3 2>&1 | tail -5
 cp /tmp/exp_unet_with_no_diffusion/reconstructions/metrics.json "$OUT/recon_metrics.json" 2>/dev/null
 python3 generate_samples.py exp_dir=/tmp/exp_base num_samples=8 sampler=ddim steps=50 n_frames=24 \
