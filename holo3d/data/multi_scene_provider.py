@@ -6,6 +6,7 @@ val uses a fixed epoch so every validation sees the same batches. test: the data
 multi-scene batches like val.
 """
 
+import signal
 from typing import Optional
 
 from pytorch3d.implicitron.dataset.data_loader_map_provider import DataLoaderMap, DataLoaderMapProviderBase
@@ -97,9 +98,11 @@ class MultiSceneDataLoaderMapProvider(DataLoaderMapProviderBase):
         return self._multi_scene_loader(dataset, self.dataset_length_test, "test")
 
     def _loader(self, dataset: DatasetBase, batch_sampler) -> DataLoader:
+        """DataLoader over ``batch_sampler``'s scene-major index lists."""
         workers = {}
         if self.num_workers > 0:
-            workers = {"persistent_workers": self.persistent_workers, "prefetch_factor": self.prefetch_factor}
+            workers = {"persistent_workers": self.persistent_workers, "prefetch_factor": self.prefetch_factor,
+                       "worker_init_fn": ignore_stop_signals}
         return DataLoader(
             dataset,
             batch_sampler=batch_sampler,
@@ -108,3 +111,14 @@ class MultiSceneDataLoaderMapProvider(DataLoaderMapProviderBase):
             collate_fn=dataset.frame_data_type.collate,
             **workers,
         )
+
+
+def ignore_stop_signals(worker_id: int) -> None:
+    """Workers leave SIGTERM/SIGINT to the main process.
+
+    ``timeout``, schedulers and Ctrl-C signal the whole process group; a worker that died of it would
+    make the next batch raise before the training loop could write its stop checkpoint. The main
+    process shuts the workers down itself when it exits.
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
