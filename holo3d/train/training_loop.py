@@ -195,12 +195,16 @@ class _Session:
         model, accelerator = self.model, self.accelerator
         model.train()
         with accelerator.accumulate(model):
-            with accelerator.autocast():
-                preds = model(**batch, evaluation_mode=EvaluationMode.TRAINING,
-                              iteration=position.iteration)
+            try:
+                with accelerator.autocast():
+                    preds = model(**batch, evaluation_mode=EvaluationMode.TRAINING,
+                                  iteration=position.iteration)
+            except FloatingPointError as error:  # the model's own check of grids / renders
+                self.skip_nonfinite({"model": str(error)}, position)
+                return None
             values = scalar_values(preds, _log_vars(model))
             if not all(map(_is_finite, values.values())):
-                self.skip_nonfinite(values, position)
+                self.skip_nonfinite({k: v for k, v in values.items() if not _is_finite(v)}, position)
                 return None
             self.nonfinite_in_a_row = 0
             accelerator.backward(preds["objective"])
@@ -214,10 +218,10 @@ class _Session:
             self.optimizer.zero_grad(set_to_none=True)
         return values
 
-    def skip_nonfinite(self, values: Dict[str, float], position: LoopPosition) -> None:
+    def skip_nonfinite(self, bad: Dict[str, Any], position: LoopPosition) -> None:
+        """Skips the step (no update); ``bad`` names what was non-finite."""
         self.optimizer.zero_grad(set_to_none=True)
         self.nonfinite_in_a_row += 1
-        bad = {k: v for k, v in values.items() if not _is_finite(v)}
         logger.warning("iteration %d: non-finite %s; step skipped (%d in a row)",
                        position.iteration, bad, self.nonfinite_in_a_row)
         if self.nonfinite_in_a_row >= self.cfg.max_nonfinite_steps:

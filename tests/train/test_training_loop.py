@@ -66,6 +66,10 @@ def test_nonfinite_loss_is_skipped_then_stops(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         run_tiny(tmp_path / "skip", f"{LOOP}.max_epochs=2", f"{MODEL}.nan_at_iterations=[1]")
     assert "iteration 1: non-finite" in caplog.text
+    with caplog.at_level(logging.WARNING):
+        run_tiny(tmp_path / "model_check", f"{LOOP}.max_epochs=2", f"{MODEL}.raise_at_iterations=[2]")
+    assert "non-finite values in grid at iteration 2" in caplog.text
+    assert load_latest_checkpoint(tmp_path / "model_check")["iteration"] == 4
     with pytest.raises(NonFiniteLossError, match="3 non-finite losses in a row"):
         run_tiny(tmp_path / "stop", f"{LOOP}.max_epochs=3", f"{LOOP}.max_nonfinite_steps=3",
                  f"{MODEL}.nan_at_iterations=[1,2,3,4]")

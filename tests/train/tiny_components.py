@@ -89,6 +89,7 @@ class TinyTestModel(ImplicitronModelBase):
     n_targets: int = 1
     n_pixels: int = 16
     nan_at_iterations: List[int] = ()  # iterations whose loss is made NaN (tests the skipping)
+    raise_at_iterations: List[int] = ()  # iterations whose forward raises FloatingPointError
     log_vars: List[str] = ("objective", "psnr")
 
     def __post_init__(self):
@@ -105,6 +106,8 @@ class TinyTestModel(ImplicitronModelBase):
         target = image_rgb.flatten(2).gather(2, pixels[:, None].expand(-1, 3, -1))  # (B, 3, n)
         colour = torch.sigmoid(self.net(camera.T[:, 2:3]))[:, :, None]  # (B, 3, 1)
         loss = ((colour - target) ** 2).mean()
+        if iteration is not None and iteration in list(self.raise_at_iterations):
+            raise FloatingPointError(f"non-finite values in grid at iteration {iteration}")
         if iteration is not None and iteration in list(self.nan_at_iterations):
             loss = loss * float("nan")
         render = colour[:, :, :, None].expand(-1, -1, H, W)
