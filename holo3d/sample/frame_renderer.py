@@ -13,12 +13,7 @@ import torch
 import torch.nn.functional as F
 from pytorch3d.renderer.cameras import CamerasBase
 
-# A perceptually ordered ramp (viridis' end points and three stops between) for depth maps.
-_DEPTH_RAMP = torch.tensor(
-    [[0.267, 0.005, 0.329], [0.229, 0.322, 0.546], [0.128, 0.567, 0.551], [0.369, 0.789, 0.383],
-     [0.993, 0.906, 0.144]]
-)
-
+from holo3d.viz.grid_visualization import depth_ramp_colour
 
 @torch.no_grad()
 def render_views(
@@ -69,11 +64,7 @@ def depth_image(depth: torch.Tensor, opacity: torch.Tensor, threshold: float = 0
     solid = solid.float()[:: max(1, solid.numel() // 100_000)]  # torch.quantile's input limit
     lo, hi = torch.quantile(solid, torch.tensor([0.02, 0.98], device=solid.device)).tolist()
     nearness = 1.0 - ((depth - lo) / max(hi - lo, 1e-6)).clamp(0, 1)  # (T, 1, H, W)
-    position = nearness[:, 0] * (len(_DEPTH_RAMP) - 1)  # (T, H, W)
-    low = position.floor().long().clamp(max=len(_DEPTH_RAMP) - 2)
-    frac = (position - low)[..., None]
-    ramp = _DEPTH_RAMP.to(depth.device)
-    colour = ramp[low] * (1 - frac) + ramp[low + 1] * frac  # (T, H, W, 3)
+    colour = depth_ramp_colour(nearness[:, 0])  # (T, H, W, 3)
     return colour.permute(0, 3, 1, 2) * opacity.clamp(0, 1)
 
 

@@ -92,16 +92,18 @@ def depth_to_image(depth: torch.Tensor, mask: Optional[torch.Tensor] = None,
     if valid.any():
         vals = depth[valid]
         t = (vals - vals.min()) / (vals.max() - vals.min()).clamp_min(1e-8)
-        image[:, valid] = _ramp_colour(t).T
+        image[:, valid] = depth_ramp_colour(t).T
     return image
 
 
-def _ramp_colour(t: torch.Tensor) -> torch.Tensor:
-    """Linear interpolation along ``_DEPTH_RAMP`` for ``t (N,)`` in [0, 1] -> ``(N, 3)``."""
-    pos = t.clamp(0, 1) * (len(_DEPTH_RAMP) - 1)
-    lo = pos.floor().long().clamp(max=len(_DEPTH_RAMP) - 2)
+def depth_ramp_colour(t: torch.Tensor) -> torch.Tensor:
+    """Linear interpolation along the depth ramp for ``t (...)`` in [0, 1] -> ``(..., 3)``, on
+    ``t``'s device (shared by the dashboard panels and the sample videos)."""
+    ramp = _DEPTH_RAMP.to(t.device)
+    pos = t.clamp(0, 1) * (len(ramp) - 1)
+    lo = pos.floor().long().clamp(max=len(ramp) - 2)
     frac = (pos - lo).unsqueeze(-1)
-    return _DEPTH_RAMP[lo] * (1 - frac) + _DEPTH_RAMP[lo + 1] * frac
+    return ramp[lo] * (1 - frac) + ramp[lo + 1] * frac
 
 
 def to_rgb(image: torch.Tensor) -> torch.Tensor:
