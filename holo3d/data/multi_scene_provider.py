@@ -15,6 +15,7 @@ from pytorch3d.implicitron.dataset.dataset_map_provider import DatasetMap
 from pytorch3d.implicitron.tools.config import registry
 from torch.utils.data import DataLoader
 
+from holo3d.data.pinnable_batch import collate_pinnable
 from holo3d.data.multi_scene_sampler import MultiSceneBatchSampler, scene_index
 
 SPLIT_SEED_OFFSETS = {"train": 0, "val": 1000, "test": 2000}  # splits draw independent streams
@@ -108,7 +109,7 @@ class MultiSceneDataLoaderMapProvider(DataLoaderMapProviderBase):
             batch_sampler=batch_sampler,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
-            collate_fn=dataset.frame_data_type.collate,
+            collate_fn=collate_pinnable,
             **workers,
         )
 
