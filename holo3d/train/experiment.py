@@ -93,9 +93,9 @@ class Experiment(Configurable):
 
 
 def default_config() -> DictConfig:
-    """The full default config of the selected components (what ``default_config`` resolves to)."""
-    cfg = get_default_args(Experiment)
-    return cfg
+    """What ``default_config`` resolves to: every key, with argument blocks for every registered
+    implementation of each replaceable member (``pruned_config`` keeps the selected ones)."""
+    return get_default_args(Experiment)
 
 
 def pruned_config(cfg: DictConfig) -> DictConfig:

@@ -2,7 +2,6 @@
 trained HoloDiffusion experiment on it (helpers in sample_testdata.py, importable from here on).
 """
 
-import dataclasses
 import sys
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from sample_testdata import tiny_config  # noqa: E402
+from sample_testdata import make_tiny_dataset, tiny_config  # noqa: E402
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -28,12 +27,7 @@ def _one_thread():
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory) -> Path:
     """3 chair sequences x 8 frames at 32 px, in CO3Dv2 format (train / val / test sequences)."""
-    from holo3d.data.synthetic.generate import generate_dataset
-    from holo3d.data.synthetic.spec import get_preset
-
-    spec = dataclasses.replace(get_preset("tiny"), categories=("chair",), sequences=3, frames=8,
-                               image_size=(32, 32))
-    return Path(generate_dataset(spec, str(tmp_path_factory.mktemp("data") / "tiny"), progress=False))
+    return make_tiny_dataset(tmp_path_factory.mktemp("data"))
 
 
 @pytest.fixture(scope="session")

@@ -42,6 +42,18 @@ TINY_MODEL = [
 ]
 
 
+def make_tiny_dataset(root: Path) -> Path:
+    """3 chair sequences x 8 frames at 32 px, in CO3Dv2 format (train / val / test sequences)."""
+    import dataclasses
+
+    from holo3d.data.synthetic.generate import generate_dataset
+    from holo3d.data.synthetic.spec import get_preset
+
+    spec = dataclasses.replace(get_preset("tiny"), categories=("chair",), sequences=3, frames=8,
+                               image_size=(32, 32))
+    return Path(generate_dataset(spec, str(root / "tiny"), progress=False))
+
+
 def tiny_config(exp_dir: Path, data_root: Path, *overrides: str):
     """The composed training config of the tiny experiment (every setting it relies on is given
     here, so it does not change when base.yaml's GPU-sized defaults do)."""

@@ -1,7 +1,6 @@
 """Stopping a real training process the way schedulers and `timeout` do: SIGTERM to the whole
 process group, data-loader workers included. The run must write its stop checkpoint and exit 0."""
 
-import dataclasses
 import os
 import re
 import signal
@@ -13,18 +12,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "sample"))
 
-from sample_testdata import LOADER, LOOP, PROVIDER, TINY_MODEL  # noqa: E402
+from sample_testdata import LOADER, LOOP, PROVIDER, TINY_MODEL, make_tiny_dataset  # noqa: E402
 
 from holo3d.train.checkpoint import load_latest_checkpoint  # noqa: E402
-
-
-def tiny_dataset(root: Path) -> Path:
-    from holo3d.data.synthetic.generate import generate_dataset
-    from holo3d.data.synthetic.spec import get_preset
-
-    spec = dataclasses.replace(get_preset("tiny"), categories=("chair",), sequences=3, frames=8,
-                               image_size=(32, 32))
-    return Path(generate_dataset(spec, str(root / "tiny"), progress=False))
 
 
 def wait_for_iterations(log: Path, n: int, process: subprocess.Popen, timeout: float = 180) -> None:
@@ -39,7 +29,7 @@ def wait_for_iterations(log: Path, n: int, process: subprocess.Popen, timeout: f
 
 
 def test_sigterm_to_process_group_with_workers_writes_stop_checkpoint(tmp_path):
-    data, exp_dir, log = tiny_dataset(tmp_path), tmp_path / "exp", tmp_path / "stderr.txt"
+    data, exp_dir, log = make_tiny_dataset(tmp_path), tmp_path / "exp", tmp_path / "stderr.txt"
     command = [
         sys.executable, "experiment.py", "--config-name", "base.yaml", f"exp_dir={exp_dir}", *TINY_MODEL,
         f"{PROVIDER}.dataset_root={data}", f"{PROVIDER}.category=chair", f"{PROVIDER}.num_load_workers=0",
