@@ -16,13 +16,13 @@ import time
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs
-from pytorch3d.implicitron.models.renderer.base import EvaluationMode
 
 from holo3d.bench.model_setup import build_model
 from holo3d.bench.report import Reporter
 from holo3d.bench.settings import BASE_MODEL, TINY_MODEL
 from holo3d.bench.synthetic_batch import synthetic_frame_data
 from holo3d.bench.train_step import make_optimizer
+from holo3d.train.training_loop import optimization_step
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -38,17 +38,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def timed_steps(accelerator: Accelerator, model, optimizer, batch, n: int) -> list:
-    """Wall time of ``n`` DDP steps, each ended by a device sync and a barrier (slowest rank)."""
+def timed_steps(accelerator: Accelerator, model, optimizer, scheduler, batch, n: int) -> list:
+    """Wall time of ``n`` DDP steps (the loop's ``optimization_step``), each ended by a device sync
+    and a barrier (slowest rank)."""
     times = []
-    for _ in range(n):
+    for i in range(n):
         tic = time.perf_counter()
-        with accelerator.autocast():
-            preds = model(**batch, evaluation_mode=EvaluationMode.TRAINING)
-        accelerator.backward(preds["objective"])
-        accelerator.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        optimization_step(model, batch, accelerator=accelerator, optimizer=optimizer, scheduler=scheduler,
+                          ema=None, clip_grad_norm=1.0, iteration=i)
         if accelerator.device.type == "cuda":
             torch.cuda.synchronize()
         accelerator.wait_for_everyone()
@@ -64,12 +61,12 @@ def main(argv=None) -> None:
     )
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     model = build_model(TINY_MODEL if args.tiny else BASE_MODEL, accelerator.device, seed=0)
-    optimizer, _ = make_optimizer(model)
+    optimizer, scheduler = make_optimizer(model)
     model, optimizer = accelerator.prepare(model, optimizer)
     batch = synthetic_frame_data(args.scenes, args.frames_per_scene, args.image_size, accelerator.device,
                                  seed=accelerator.process_index)
-    timed_steps(accelerator, model, optimizer, batch, args.warmup)
-    step_s = statistics.median(timed_steps(accelerator, model, optimizer, batch, args.repeats))
+    timed_steps(accelerator, model, optimizer, scheduler, batch, args.warmup)
+    step_s = statistics.median(timed_steps(accelerator, model, optimizer, scheduler, batch, args.repeats))
     if accelerator.is_main_process:
         world = accelerator.num_processes
         config = {"gpus": world, "scenes_per_gpu": args.scenes, "precision": args.precision,

@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from holo3d.bench.model_setup import randomise_zero_init
 from holo3d.bench.train_step import make_optimizer
 from holo3d.models.holo_diffusion import HoloDiffusionModel
-from holo3d.train.atomic_file import write_text_atomic
+from holo3d.io.atomic_file import write_text_atomic
 from holo3d.train.checkpoint import save_checkpoint
 from holo3d.train.config_cli import compose_config
 from holo3d.train.experiment import EXPCONFIG_NAME

@@ -65,7 +65,7 @@ def compare_render(model: HoloDiffusionModel, device: torch.device, size: int, s
     grid = torch.tanh(torch.randn(1, model.feature_size, res, res, res, generator=generator)).to(device)
     cameras = turntable_cameras(1, distance=ORBIT_DISTANCE, focal_length=FOCAL_LENGTH, device=device)
     model.eval()
-    ref, test = _both_precisions(lambda: model.render_grid(grid, cameras, (size, size))["rgb"].float(),
+    ref, test = _both_precisions(lambda: model.render_samples(grid, cameras, (size, size))["rgb"].float(),
                                  device)
     return {"rel_err": relative_error(ref, test), "max_abs_err": (test - ref).abs().max().item()}
 

@@ -1,4 +1,4 @@
-"""Figure 3: full-frame rendering of a grid, ``model.render_grid`` (VolumeRenderer.render_image).
+"""Figure 3: full-frame rendering of a grid, ``model.render_samples`` (VolumeRenderer.render_image).
 
 One (1, F, D, H, W) grid with values tanh(N(0, 1)) (the renderer's cost does not depend on the
 values: every ray gets the same number of points), seen by V turntable cameras at
@@ -33,7 +33,7 @@ def make_render(ctx: BenchContext, views: int, chunk: int, precision: str
 
     def render() -> Dict[str, torch.Tensor]:
         with autocast(precision, device):
-            return model.render_grid(grid, cameras, (size, size), chunk_size=chunk_size)
+            return model.render_samples(grid, cameras, (size, size), chunk_size=chunk_size)
 
     return render
 

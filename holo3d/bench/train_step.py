@@ -1,9 +1,9 @@
 """Figure 1: the training step of the full model, its peak memory, and scenes per second.
 
-One timed step is what ``HoloTrainingLoop``'s step does once the batch is on the device: the
-forward in ``torch.autocast(bf16)`` for "bf16" (weights and Adam stay fp32), the loop's one host
-sync reading the logged scalars, backward, gradient-norm clipping, ``optimizer.step``,
-``scheduler.step``, the EMA update and ``zero_grad(set_to_none=True)``, with the optimizer and
+One timed step is ``holo3d.train.training_loop.optimization_step``, the loop's own step once the
+batch is on the device (under an Accelerator: bf16 autocast for "bf16", weights and Adam fp32; the
+one host sync reading the logged scalars, backward, gradient-norm clipping, ``optimizer.step``,
+``scheduler.step``, the EMA update and ``zero_grad(set_to_none=True)``), with the optimizer and
 schedule of ``HoloOptimizerFactory``'s defaults and clipping / EMA as configs/base.yaml sets them
 (``clip_grad_norm`` 1.0, ``ema_decay`` 0.999; the EMA copy counts in the peak memory).
 Bootstrap "off"/"on" sets ``bootstrap_prob`` to 0/1, so every step is (not) bootstrapped.
@@ -16,16 +16,16 @@ import itertools
 from typing import Callable, Dict
 
 import torch
-from pytorch3d.implicitron.models.renderer.base import EvaluationMode
+from accelerate import Accelerator
+from accelerate.state import AcceleratorState, GradientState
 from pytorch3d.implicitron.tools.config import expand_args_fields
 
 from holo3d.bench.context import BenchContext
-from holo3d.bench.model_setup import autocast
 from holo3d.bench.synthetic_batch import batch_bytes, pinned, synthetic_frame_data
 from holo3d.bench.timing import peak_memory_gib, reset_peak_memory, time_fn
 from holo3d.train.ema import EMA
 from holo3d.train.optimizer_factory import HoloOptimizerFactory
-from holo3d.train.stats import scalar_values
+from holo3d.train.training_loop import optimization_step
 
 
 def make_optimizer(model: torch.nn.Module):
@@ -34,29 +34,27 @@ def make_optimizer(model: torch.nn.Module):
     return HoloOptimizerFactory()(model, iterations_per_epoch=1, max_epochs=1)
 
 
+def bench_accelerator(precision: str, device: torch.device) -> Accelerator:
+    """An Accelerator like the loop's for one process (the benchmark switches precisions in one
+    process, so accelerate's shared state is reset first)."""
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+    return Accelerator(mixed_precision="bf16" if precision == "bf16" else "no", cpu=device.type == "cpu")
+
+
 def make_train_step(ctx: BenchContext, scenes: int, precision: str) -> Callable[[], Dict[str, float]]:
-    """A zero-argument training step on a fixed synthetic batch of ``scenes`` scenes."""
+    """A zero-argument training step on a fixed synthetic batch of ``scenes`` scenes: the training
+    loop's own ``optimization_step``."""
     s, model, device = ctx.settings, ctx.model, ctx.device
     batch = synthetic_frame_data(scenes, s.frames_per_scene, s.image_size, device, seed=s.seed)
     optimizer, scheduler = make_optimizer(model)
     ema = EMA(model, s.ema_decay) if s.ema_decay > 0 else None
-    model.train()
+    accelerator = bench_accelerator(precision, device)
     counter = itertools.count()
 
     def step() -> Dict[str, float]:
-        iteration = next(counter)
-        with autocast(precision, device):
-            preds = model(**batch, evaluation_mode=EvaluationMode.TRAINING, iteration=iteration)
-        values = scalar_values(preds, model.log_vars)  # the loop's per-step host sync
-        preds["objective"].backward()
-        if s.clip_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), s.clip_grad_norm)
-        optimizer.step()
-        scheduler.step()
-        if ema is not None:
-            ema.update(model, iteration)
-        optimizer.zero_grad(set_to_none=True)
-        return values
+        return optimization_step(model, batch, accelerator=accelerator, optimizer=optimizer, scheduler=scheduler,
+                                 ema=ema, clip_grad_norm=s.clip_grad_norm, iteration=next(counter))
 
     return step
 

@@ -20,7 +20,7 @@ from typing import Any, Dict, Mapping, Sequence
 
 import torch
 
-from holo3d.train.atomic_file import write_text_atomic
+from holo3d.io.atomic_file import write_text_atomic
 
 
 def _finite_mean(values: Sequence[float]) -> float:

@@ -28,14 +28,24 @@ from pytorch3d.implicitron.tools.config import get_default_args_field, registry
 from pytorch3d.renderer.cameras import CamerasBase
 
 from holo3d.data.scene_batch import SceneBatch
+from holo3d.diffusion import q_sample, sample_ddim
 from holo3d.models.feature_lift import FeatureLifter
 from holo3d.models.grid_diffusion import GridDiffusion
 from holo3d.models.numerics import FiniteCheck
 from holo3d.models.target_views import TargetViews, eval_render_size, render_losses
 from holo3d.models.unet3d import UNet3D
 from holo3d.render.rays import sample_images_at_rays, sample_training_rays
-from holo3d.render.volume_renderer import VolumeRenderer
+from holo3d.models.protocol import (
+    FieldModel,
+    GenerativeModel,
+    OutputKind,
+    ReconstructionModel,
+    TrainableModel,
+)
+from holo3d.models.cuda_graph_unet import graphed_unet
+from holo3d.render.fields import VoxelGridField
 from holo3d.render.render_mlp import RenderMLP
+from holo3d.render.volume_renderer import VolumeRenderer
 
 
 def _drop_unet_derived(args: DictConfig) -> None:
@@ -51,8 +61,9 @@ def _drop_lifter_derived(args: DictConfig) -> None:
 
 
 def _drop_renderer_derived(args: DictConfig) -> None:
-    # render_mlp_args is its own typed block below (so its keys can be overridden and checked).
-    for key in ("feature_channels", "volume_extent", "bg_color", "render_mlp_args"):
+    # The field is built here (render_mlp_args is its own typed block below, so its keys can be
+    # overridden and checked); extent and background are the model's.
+    for key in ("field", "volume_extent", "bg_color"):
         args.pop(key, None)
 
 
@@ -61,7 +72,9 @@ def _drop_render_mlp_derived(args: DictConfig) -> None:
 
 
 @registry.register
-class HoloDiffusionModel(ImplicitronModelBase):  # pyre-ignore[13]
+class HoloDiffusionModel(  # pyre-ignore[13]
+    ImplicitronModelBase, TrainableModel, GenerativeModel, ReconstructionModel, FieldModel
+):
     """HoloDiffusion as an Implicitron model (see the module docstring for the method).
 
     Fields (config keys):
@@ -151,13 +164,11 @@ class HoloDiffusionModel(ImplicitronModelBase):  # pyre-ignore[13]
             else None
         )
         self.diffusion = GridDiffusion(self.num_diffusion_steps, self.beta_start, self.beta_end)
+        field = VoxelGridField(self.feature_size, self.volume_extent, dict(self.render_mlp_args))
         self.renderer = VolumeRenderer(
-            feature_channels=self.feature_size,
-            volume_extent=self.volume_extent,
-            bg_color=tuple(self.bg_color),
-            render_mlp_args=dict(self.render_mlp_args),
-            **self.renderer_args,
+            field=field, volume_extent=self.volume_extent, bg_color=tuple(self.bg_color), **self.renderer_args
         )
+        self._register_load_state_dict_pre_hook(_rename_legacy_keys)
         if self.unet is not None and self.grid_resolution % self.unet.downsample_factor:
             raise ValueError(
                 f"grid_resolution={self.grid_resolution} must be divisible by the U-Net's "
@@ -220,21 +231,57 @@ class HoloDiffusionModel(ImplicitronModelBase):  # pyre-ignore[13]
             return self.denoise(v0, t0)
         return torch.tanh(self.unet(v0, t0)).to(v0.dtype)
 
+    # ---------------------------------------------------------------- model protocol
+
+    output_kind = OutputKind.RADIANCE_GRID
+
+    @property
+    def scene_extent(self) -> float:
+        return self.volume_extent
+
+    @property
+    def render_chunk_size(self) -> int:
+        return self.chunk_size_eval
+
+    @property
+    def can_sample(self) -> bool:
+        return self.use_unet and self.use_diffusion
+
+    @property
+    def cannot_sample_reason(self) -> str:
+        if self.can_sample:
+            return ""
+        return ("a reconstruction baseline (use_diffusion=False or use_unet=False): it cannot sample "
+                "from noise; use visualize_reconstruction.py")
+
+    @property
+    def input_fg_threshold(self) -> Optional[float]:
+        return self._fg_threshold
+
+    @property
+    def background(self) -> Tuple[float, float, float]:
+        return tuple(float(c) for c in self.bg_color)  # type: ignore[return-value]
+
     @torch.no_grad()
     def sample(
         self,
         n: int,
+        *,
+        cond: Any = None,
         sampler: str = "ddpm",
         steps: Optional[int] = None,
         eta: float = 0.0,
+        guidance_scale: float = 1.0,
         generator: Optional[torch.Generator] = None,
         callback=None,
         device: Optional[torch.device] = None,
         **sampler_kwargs,
     ) -> torch.Tensor:
         """Draws n grids (n, F, D, H, W) in [-1, 1] from noise with ``sampler`` (see GridDiffusion)."""
-        if not (self.use_unet and self.use_diffusion):
-            raise RuntimeError("sample() needs use_unet=True and use_diffusion=True")
+        if not self.can_sample:
+            raise RuntimeError(f"sample() is not available: {self.cannot_sample_reason}")
+        if cond is not None or guidance_scale != 1.0:
+            raise ValueError("HoloDiffusionModel is unconditional: cond and guidance_scale are not used")
         device = device or next(self.parameters()).device
         res = self.grid_resolution
         shape = (n, self.feature_size, res, res, res)
@@ -244,9 +291,13 @@ class HoloDiffusionModel(ImplicitronModelBase):  # pyre-ignore[13]
         )
         return grid.clamp(-1.0, 1.0)
 
-    def render_grid(
+    def sampling_accelerated(self, enabled: bool = True):
+        """The U-Net replayed as a CUDA graph while sampling (no-op off CUDA)."""
+        return graphed_unet(self, enabled)
+
+    def render_samples(
         self,
-        grid: torch.Tensor,
+        samples: torch.Tensor,
         cameras: CamerasBase,
         image_size: Tuple[int, int],
         chunk_size: Optional[int] = None,
@@ -255,7 +306,52 @@ class HoloDiffusionModel(ImplicitronModelBase):  # pyre-ignore[13]
 
         Returns dict of rgb (B, V, 3, H, W), depth (B, V, 1, H, W), opacity (B, V, 1, H, W).
         """
-        return self.renderer.render_image(grid, cameras, image_size, chunk_size or self.chunk_size_eval)
+        out = self.renderer.render_image(
+            cameras, image_size, chunk_size or self.chunk_size_eval, n_scenes=samples.shape[0],
+            grid=samples.clamp(-1.0, 1.0),
+        )
+        return {"rgb": out["features"], "depth": out["depth"], "opacity": out["opacity"]}
+
+    @torch.no_grad()
+    def reconstruct_from_views(
+        self,
+        rgb: torch.Tensor,
+        fg: torch.Tensor,
+        cameras: CamerasBase,
+        crop: Optional[torch.Tensor] = None,
+        *,
+        denoise_from_t: int = 0,
+        denoise_steps: int = 10,
+        generator: Optional[torch.Generator] = None,
+    ) -> torch.Tensor:
+        """Lifts the sources (composited inputs, see the protocol) into V0 and returns the grid to
+        render: ``reconstruct(V0)``, or V0 noised to ``denoise_from_t`` and denoised back with DDIM."""
+        v0 = self.lift(rgb, fg, cameras, crop)  # (S, F, D, H, W)
+        if denoise_from_t <= 0:
+            return self.reconstruct(v0)
+        if not self.can_sample:
+            raise ValueError(f"denoise_from_t > 0 needs a diffusion model; this one is {self.cannot_sample_reason}")
+        return self._denoise_from(v0, denoise_from_t, denoise_steps, generator)
+
+    def _denoise_from(self, v0: torch.Tensor, t_start: int, steps: int,
+                      generator: Optional[torch.Generator]) -> torch.Tensor:
+        """Noises V0 (B, F, D, H, W) to timestep ``t_start`` and runs ``steps`` DDIM steps back to 0.
+
+        DDIM over the schedule truncated at t_start starts from its last entry, so passing x_t as the
+        sampler's starting "noise" continues the reverse chain from t_start (timesteps keep their scale).
+        """
+        schedule = self.diffusion.schedule(v0.device)
+        t_start = min(int(t_start), len(schedule) - 1)
+        t = torch.full((v0.shape[0],), t_start, device=v0.device, dtype=torch.long)
+        noise = torch.randn(v0.shape, generator=generator, device=generator.device if generator else v0.device)
+        x_t = q_sample(v0.float(), t, schedule, noise.to(v0.device)).to(v0.dtype)
+        steps = max(1, min(int(steps), t_start + 1))
+        return sample_ddim(self.denoise, v0.shape, schedule[: t_start + 1], steps=steps, eta=0.0, noise=x_t)
+
+    def query_field(self, sample, points, directions):
+        """Density (M,) and rgb (M, 3) of one grid (F, D, H, W) through the RenderMLP, no grad."""
+        density, rgb = self.renderer.field.query(sample.clamp(-1.0, 1.0), points, directions)
+        return density.float(), rgb.float()
 
     # ---------------------------------------------------------------- forward
 
@@ -346,7 +442,8 @@ class HoloDiffusionModel(ImplicitronModelBase):  # pyre-ignore[13]
         # One ray batch per scene: all its targets' rays go through that scene's grid together.
         origins = rearrange(rays.origins, "(s t) r c -> s (t r) c", s=n_scenes)  # (S, T*R, 3)
         directions = rearrange(rays.directions, "(s t) r c -> s (t r) c", s=n_scenes)  # (S, T*R, 3)
-        out = self.renderer(grid, origins, directions, stratified=True)  # each (S, T*R, C)
+        out = self.renderer(origins, directions, stratified=True, grid=grid)  # each (S, T*R, C)
+        out["rgb_fine"], out["rgb_coarse"] = out.pop("features_fine"), out.pop("features_coarse")
         for key in ("rgb_fine", "rgb_coarse", "opacity"):
             checks(f"rendered {key}", out[key])
         gt = sample_images_at_rays(targets.stacked().flatten(0, 1), rays.xys_grid)  # (S*T, R, 5)
@@ -364,7 +461,7 @@ class HoloDiffusionModel(ImplicitronModelBase):  # pyre-ignore[13]
         """Full frames of every target at the evaluation size, compared with the masked targets."""
         size = eval_render_size(targets.image_size, self.render_size_eval)
         targets = targets.resized(size)
-        out = self.render_grid(grid, targets.cameras, size)  # each (S, T, C, H, W)
+        out = self.render_samples(grid, targets.cameras, size)  # each (S, T, C, H, W)
         for key in ("rgb", "opacity"):
             checks(f"rendered {key}", out[key])
         gt = _pixels_as_rays(targets.stacked())  # (S, T*H*W, 5)
@@ -415,3 +512,10 @@ class _FrameView:
         self.image_rgb, self.camera = image_rgb, camera
         self.fg_probability, self.mask_crop = fg_probability, mask_crop
         self.depth_map, self.sequence_name = depth_map, sequence_name
+
+
+def _rename_legacy_keys(state_dict, prefix, *args) -> None:
+    """Checkpoints written before fields were pluggable hold the RenderMLP at ``renderer.mlp``."""
+    old = f"{prefix}renderer.mlp."
+    for key in [k for k in state_dict if k.startswith(old)]:
+        state_dict[f"{prefix}renderer.field.mlp." + key[len(old):]] = state_dict.pop(key)

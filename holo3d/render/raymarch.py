@@ -31,16 +31,16 @@ def emission_absorption(
 
     Args:
         densities: (..., P) non-negative.
-        colors: (..., P, 3).
+        colors: (..., P, C) (C = 3 for colour; any number of feature channels).
         depths: (..., P) sorted ray lengths.
-        bg_color: scalar, (3,) or a tensor broadcastable to (..., 3).
+        bg_color: scalar, (C,) or a tensor broadcastable to (..., C).
         last_delta: length of the last interval: large (1e10, the default) makes the last sample
             absorb all light that reaches it; None replicates the previous interval, for fields that
             end where the samples end (a bounded volume).
         ray_scale: (..., 1) world length of one unit of depth (|direction| for unnormalised
             directions), so densities are per world unit. None means 1.
     Returns:
-        dict of rgb (..., 3), depth (..., 1), opacity (..., 1), weights (..., P).
+        dict of rgb (..., C) (the composited channels), depth (..., 1), opacity (..., 1), weights (..., P).
     """
     densities, colors, depths = densities.float(), colors.float(), depths.float()
     deltas = _deltas(depths, last_delta)  # (..., P)

@@ -23,8 +23,9 @@ _DENSITY_ACTIVATIONS = {"softplus": F.softplus, "relu": F.relu}
 class RenderMLP(nn.Module):
     """Features + view directions -> (density, rgb).
 
-    forward(features (..., C), directions (..., 3)) -> density (..., 1) >= 0, rgb (..., 3) in
-    [0, 1].
+    forward(features (..., F), directions (..., 3)) -> density (..., 1) >= 0, output (..., C): colour
+    in [0, 1] by default (C = out_channels = 3, sigmoid), or C unbounded channels (color_activation
+    "none", e.g. a latent image).
     ``directions`` need not be unit length and only has to broadcast against the leading dims of
     ``features`` (e.g. ``(S, R, 1, 3)`` against ``(S, R, P, C)``).
     """
@@ -38,6 +39,8 @@ class RenderMLP(nn.Module):
         n_harmonic_functions_dir: int = 4,
         color_hidden_dim: int = 128,
         density_activation: str = "softplus",
+        out_channels: int = 3,
+        color_activation: str = "sigmoid",
     ):
         super().__init__()
         if density_activation not in _DENSITY_ACTIVATIONS:
@@ -45,6 +48,10 @@ class RenderMLP(nn.Module):
                 f"density_activation={density_activation!r}; expected one of "
                 f"{sorted(_DENSITY_ACTIVATIONS)}"
             )
+        if color_activation not in ("sigmoid", "none"):
+            raise ValueError(f"color_activation={color_activation!r}; expected 'sigmoid' or 'none'")
+        self.out_channels = int(out_channels)
+        self.color_activation = color_activation
         self.skip_layers = tuple(int(i) for i in skip_layers)
         self.density_activation = density_activation
         self.trunk = nn.ModuleList(
@@ -56,7 +63,7 @@ class RenderMLP(nn.Module):
         self.dir_embedding = HarmonicEmbedding(n_harmonic_functions_dir, append_input=True)
         dir_dim = self.dir_embedding.get_output_dim(3)
         self.color_from_dir = nn.Linear(dir_dim, color_hidden_dim, bias=False)
-        self.color_head = nn.Linear(color_hidden_dim, 3)
+        self.color_head = nn.Linear(color_hidden_dim, out_channels)
 
     def _trunk_in(self, layer: int, in_features: int, hidden_dim: int) -> int:
         if layer == 0:
@@ -81,8 +88,10 @@ class RenderMLP(nn.Module):
         dir_code = self.color_from_dir(self.dir_embedding(F.normalize(directions.float(), dim=-1)))
         color_h = F.relu(out[..., 1:] + dir_code)  # (..., color_hidden): per-ray part broadcast
         color_h = color_h.reshape(-1, color_h.shape[-1])  # (N, color_hidden)
-        rgb = torch.sigmoid(_linear_padded(color_h, self.color_head)).reshape(*lead, 3)  # (..., 3)
-        return density, rgb  # (..., 1), (..., 3)
+        out = _linear_padded(color_h, self.color_head).reshape(*lead, self.out_channels)  # (..., C)
+        if self.color_activation == "sigmoid":
+            out = torch.sigmoid(out)
+        return density, out  # (..., 1), (..., C)
 
 
 def _linear_relu(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:

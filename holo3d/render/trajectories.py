@@ -15,6 +15,10 @@ from pytorch3d.renderer.cameras import CamerasBase
 
 Vec3 = Union[Sequence[float], torch.Tensor]
 
+# Turntables circle at this multiple of the scene cube side: the whole cube stays in view at the
+# default focal length.
+DEFAULT_DISTANCE_PER_EXTENT = 1.5
+
 
 def _orbit_basis(up: torch.Tensor) -> torch.Tensor:
     """Orthonormal (forward, side, up) rows with ``forward`` the world +Z projected off ``up``.

@@ -1,13 +1,13 @@
-"""VolumeRenderer: two-pass (coarse + importance) emission-absorption rendering of voxel grids.
+"""VolumeRenderer: two-pass (coarse + importance) emission-absorption rendering of radiance fields.
 
 Each scene's rays are clipped to the volume cube, sampled at stratified depths (jittered in
-training, bin centres at evaluation), shaded by looking the points up in that scene's grid and
-decoding them with a RenderMLP, and composited; a fine pass then draws extra depths from the coarse
+training, bin centres at evaluation), shaded by the field (``holo3d.render.fields``: a scene's voxel
+grid decoded by a RenderMLP, frustum feature volumes, or an optimisable grid), and composited; a fine pass then draws extra depths from the coarse
 weights by inverse-CDF sampling and composites coarse and fine samples together, sorted by depth.
 
 Why not Implicitron's ray sampler / raymarcher components: those work on one flat ray bundle and one
 implicit function, while here every scene has its own grid and all scenes' rays go through a single
-batched ``grid_sample`` and one MLP call per pass. The fine pass re-uses the coarse samples' shading
+batched field call per pass. The fine pass re-uses the coarse samples' shading
 (the same field at the same points) and only evaluates the new fine points: that is identical to
 re-evaluating all coarse+fine points but costs n_fine instead of n_coarse + n_fine MLP evaluations.
 ``render_image`` renders full frames in large chunks for the same reason: the official HoloDiffusion
@@ -25,8 +25,6 @@ from torch import nn
 
 from holo3d.render.raymarch import emission_absorption
 from holo3d.render.rays import full_image_rays, near_far_from_box
-from holo3d.render.render_mlp import RenderMLP
-from holo3d.render.voxel_grid import sample_voxel_grid
 
 
 def _uniform(
@@ -93,44 +91,50 @@ def importance_depths(
 
 
 class VolumeRenderer(nn.Module):
-    """Renders rays through per-scene voxel feature grids.
+    """Renders rays through a radiance field (``holo3d.render.fields``) bounded by the world cube.
 
-    forward(grid (S, C, D, H, W), origins (S, R, 3), directions (S, R, 3)) -> dict of
-    rgb_coarse (S, R, 3), rgb_fine (S, R, 3), depth (S, R, 1), opacity (S, R, 1).
+    forward(origins (S, R, 3), directions (S, R, 3), **field_inputs) -> dict of
+    features_coarse (S, R, C), features_fine (S, R, C), depth (S, R, 1), opacity (S, R, 1),
+    where ``field_inputs`` are what the field takes per call (e.g. ``grid=`` for a VoxelGridField)
+    and C is the field's ``out_channels`` (3 for colour).
     Directions may be unnormalised (depth is then in their units, e.g. camera z-depth for
     ``holo3d.render.rays``); densities are per world unit either way.
 
     ``last_delta`` defaults to None (the last interval repeats the previous one) rather than the
     classic 1e10: the field ends at the cube's far face, and with 1e10 any density a softplus MLP
     leaves at the exit point (it can never reach 0) would make every ray through the cube opaque.
+    ``bg_color`` fills the first channels where rays see nothing; further channels get 0.
     """
 
     def __init__(
         self,
-        feature_channels: int,
+        field: Any = None,  # an nn.Module of holo3d.render.fields (typed Any for the config system)
         volume_extent: float = 2.0,
         n_pts_coarse: int = 64,
         n_pts_fine: int = 16,
         bg_color: Tuple[float, ...] = (0.0, 0.0, 0.0),
         last_delta: Optional[float] = None,
-        render_mlp_args: Optional[Dict[str, Any]] = None,
     ):
         super().__init__()
+        if field is None:
+            raise ValueError("VolumeRenderer needs a field (see holo3d.render.fields)")
+        self.field = field
         self.volume_extent = float(volume_extent)
         self.n_pts_coarse = int(n_pts_coarse)
         self.n_pts_fine = int(n_pts_fine)
         self.last_delta = last_delta
-        bg = torch.tensor(bg_color, dtype=torch.float32)
+        channels = int(field.out_channels)
+        bg = torch.zeros(channels)
+        bg[: min(channels, len(bg_color))] = torch.tensor(bg_color[:channels], dtype=torch.float32)
         self.register_buffer("bg_color", bg, persistent=False)
-        self.mlp = RenderMLP(in_features=feature_channels, **dict(render_mlp_args or {}))
 
     def forward(
         self,
-        grid: torch.Tensor,
         origins: torch.Tensor,
         directions: torch.Tensor,
         stratified: Optional[bool] = None,
         generator: Optional[torch.Generator] = None,
+        **field_inputs: Any,
     ) -> Dict[str, torch.Tensor]:
         """stratified: jitter the sample depths (default: ``self.training``)."""
         jitter = self.training if stratified is None else stratified
@@ -138,10 +142,11 @@ class VolumeRenderer(nn.Module):
         hit = far > near  # (S, R) rays that miss the cube keep zero density
         ray_scale = directions.norm(dim=-1, keepdim=True)  # (S, R, 1)
         unit_dirs = (directions / ray_scale.clamp_min(1e-12))[:, :, None]  # (S, R, 1, 3)
+        shade = lambda d: self._shade(origins, directions, unit_dirs, d, hit, field_inputs)  # noqa: E731
 
         depths = stratified_depths(near, far, self.n_pts_coarse, jitter, generator)  # (S, R, Pc)
-        density, rgb = self._shade(grid, origins, directions, unit_dirs, depths, hit)
-        coarse = self._composite(density, rgb, depths, ray_scale)
+        density, feats = shade(depths)
+        coarse = self._composite(density, feats, depths, ray_scale)
         if self.n_pts_fine == 0:
             fine = coarse
         else:
@@ -149,70 +154,56 @@ class VolumeRenderer(nn.Module):
             fine_depths = importance_depths(
                 edges, coarse["weights"].detach(), self.n_pts_fine, jitter, generator
             )  # (S, R, Pf)
-            f_density, f_rgb = self._shade(grid, origins, directions, unit_dirs, fine_depths, hit)
-            depths, density, rgb = _merge_sorted(
-                (depths, density, rgb), (fine_depths, f_density, f_rgb)
-            )
-            fine = self._composite(density, rgb, depths, ray_scale)
+            f_density, f_feats = shade(fine_depths)
+            depths, density, feats = _merge_sorted((depths, density, feats), (fine_depths, f_density, f_feats))
+            fine = self._composite(density, feats, depths, ray_scale)
         return {
-            "rgb_coarse": coarse["rgb"],
-            "rgb_fine": fine["rgb"],
+            "features_coarse": coarse["rgb"],
+            "features_fine": fine["rgb"],
             "depth": fine["depth"],
             "opacity": fine["opacity"],
         }
 
-    def _shade(
-        self,
-        grid: torch.Tensor,
-        origins: torch.Tensor,
-        directions: torch.Tensor,
-        unit_dirs: torch.Tensor,
-        depths: torch.Tensor,
-        hit: torch.Tensor,
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Density (S, R, P) and rgb (S, R, P, 3) at origins + depths * directions, in float32."""
-        s, r, p = depths.shape
+    def _shade(self, origins, directions, unit_dirs, depths, hit, field_inputs):
+        """Density (S, R, P) and features (S, R, P, C) at origins + depths * directions, float32."""
         points = origins[:, :, None] + depths[..., None] * directions[:, :, None]  # (S, R, P, 3)
-        points = points.reshape(s, r * p, 3)  # (S, R*P, 3): one grid_sample per scene batch
-        features = sample_voxel_grid(grid, points, self.volume_extent)  # (S, R*P, C)
-        features = features.reshape(s, r, p, -1)  # (S, R, P, C)
-        density, rgb = self.mlp(features, unit_dirs)  # (S, R, P, 1), (S, R, P, 3)
-        density = density[..., 0].float() * hit[..., None]  # (S, R, P)
-        return density, rgb.float()
+        density, feats = self.field(points, unit_dirs, **field_inputs)
+        return density * hit[..., None], feats
 
     def _composite(
         self,
         density: torch.Tensor,
-        rgb: torch.Tensor,
+        feats: torch.Tensor,
         depths: torch.Tensor,
         ray_scale: torch.Tensor,
     ) -> Dict[str, torch.Tensor]:
         return emission_absorption(
-            density, rgb, depths, self.bg_color, last_delta=self.last_delta, ray_scale=ray_scale
+            density, feats, depths, self.bg_color, last_delta=self.last_delta, ray_scale=ray_scale
         )
 
     @torch.no_grad()
     def render_image(
         self,
-        grid: torch.Tensor,
         cameras: CamerasBase,
         image_size: Sequence[int],
         chunk_size: int = 2**18,
+        n_scenes: int = 1,
+        **field_inputs: Any,
     ) -> Dict[str, torch.Tensor]:
-        """Full frames of S grids seen by V cameras each (deterministic sampling, no grad).
+        """Full frames of S = ``n_scenes`` scenes seen by V cameras each (deterministic, no grad).
 
         Args:
-            grid: (S, C, D, H, W).
             cameras: S * V cameras, scene-major.
             image_size: (H, W).
             chunk_size: rays per chunk over all scenes; each chunk is one batched pass, so pick
-                it as large as memory allows. Peak memory at the defaults (64 + 16 points,
-                hidden 256, 64 channels), measured on an H200: ~200 KiB per ray in float32,
+                it as large as memory allows. Peak memory of HoloDiffusion's defaults (64 + 16
+                points, hidden 256, 64 channels), measured on an H200: ~200 KiB per ray in float32,
                 ~110 KiB under bf16 autocast, i.e. ~56 / ~32 GiB for 2**18 rays.
+            field_inputs: the field's per-call inputs for the S scenes (e.g. ``grid=(S, F, D, H, W)``).
         Returns:
-            dict of rgb (S, V, 3, H, W), depth (S, V, 1, H, W), opacity (S, V, 1, H, W).
+            dict of features (S, V, C, H, W), depth (S, V, 1, H, W), opacity (S, V, 1, H, W).
         """
-        s = grid.shape[0]
+        s = n_scenes
         if len(cameras) % s:
             raise ValueError(f"{len(cameras)} cameras do not split evenly over {s} scenes")
         v, (h, w) = len(cameras) // s, (int(image_size[0]), int(image_size[1]))
@@ -221,10 +212,10 @@ class VolumeRenderer(nn.Module):
         directions = rays.directions.reshape(s, v * h * w, 3)  # (S, V*H*W, 3)
         step = max(1, chunk_size // s)
         chunks = [
-            self(grid, origins[:, i : i + step], directions[:, i : i + step], stratified=False)
+            self(origins[:, i : i + step], directions[:, i : i + step], stratified=False, **field_inputs)
             for i in range(0, v * h * w, step)
         ]
-        outputs = {"rgb": "rgb_fine", "depth": "depth", "opacity": "opacity"}
+        outputs = {"features": "features_fine", "depth": "depth", "opacity": "opacity"}
         images = {}
         for name, key in outputs.items():
             flat = torch.cat([c[key] for c in chunks], dim=1)  # (S, V*H*W, ch)
@@ -236,7 +227,7 @@ def _merge_sorted(
     a: Tuple[torch.Tensor, torch.Tensor, torch.Tensor],
     b: Tuple[torch.Tensor, torch.Tensor, torch.Tensor],
 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Joins two sample sets (depths (S, R, P), density (S, R, P), rgb (S, R, P, 3)) by depth."""
+    """Joins two sample sets (depths (S, R, P), density (S, R, P), features (S, R, P, C)) by depth."""
     depths, order = torch.sort(torch.cat([a[0], b[0]], dim=-1), dim=-1)  # (S, R, Pc + Pf)
     density = torch.cat([a[1], b[1]], dim=-1).gather(-1, order)
     rgb_all = torch.cat([a[2], b[2]], dim=-2)  # (S, R, Pc + Pf, 3)

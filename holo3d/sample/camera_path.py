@@ -13,13 +13,12 @@ import torch
 from pytorch3d.renderer import PerspectiveCameras
 from pytorch3d.renderer.cameras import CamerasBase
 
-from holo3d.render.trajectories import estimate_up_axis, turntable_cameras
+from holo3d.render.trajectories import DEFAULT_DISTANCE_PER_EXTENT, estimate_up_axis, turntable_cameras
 from holo3d.sample.input_checks import SettingsError
 
 DEFAULT_UP = (0.0, 1.0, 0.0)
 # Without data, the camera sits 1.5 volume extents from the centre: with the default NDC focal
 # length 2 the whole cube stays in frame.
-DEFAULT_DISTANCE_PER_EXTENT = 1.5
 
 
 def resolve_up(cfg, data_cameras: Optional[CamerasBase]) -> Tuple[torch.Tensor, str]:

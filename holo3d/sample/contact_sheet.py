@@ -9,7 +9,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from holo3d.train.atomic_file import open_atomic
+from holo3d.io.atomic_file import open_atomic
 
 _GAP = 4  # white pixels between tiles
 

@@ -1,4 +1,4 @@
-"""Full frames of one grid from many cameras, a few frames per renderer call, and frame post-processing
+"""Full frames of one sample from many cameras, a few frames per renderer call, and frame post-processing
 (resizing, depth colouring, side-by-side panels) for the videos.
 
 The renderer itself chunks rays (``chunk_size`` per batched pass); grouping frames on top keeps the
@@ -13,33 +13,40 @@ import torch
 import torch.nn.functional as F
 from pytorch3d.renderer.cameras import CamerasBase
 
+from holo3d.models.protocol import RenderableModel
 from holo3d.viz.grid_visualization import depth_ramp_colour
+
 
 @torch.no_grad()
 def render_views(
-    model: torch.nn.Module,
-    grid: torch.Tensor,
-    cameras: CamerasBase,
+    model: RenderableModel,
+    sample: torch.Tensor,
+    cameras: Optional[CamerasBase],
     image_size: Sequence[int],
     chunk_size: int,
     progress=None,
 ) -> Dict[str, torch.Tensor]:
-    """Renders ``grid`` (F, D, H, W) from V cameras.
+    """Renders one ``sample`` (e.g. a grid (F, D, H, W)) from V cameras (None: image models, V = 1).
 
-    Returns dict of rgb (V, 3, H, W), depth (V, 1, H, W), opacity (V, 1, H, W), float32 on the
-    grid's device (resize / convert there before copying to the host). ``progress`` (a tqdm bar or
-    None) advances by one per frame.
+    Returns dict of rgb (V, 3, H, W) and, where the model has them, depth (V, 1, H, W) and opacity
+    (V, 1, H, W), float32 on the sample's device (resize / convert there before copying to the
+    host). ``progress`` (a tqdm bar or None) advances by one per frame.
     """
     h, w = int(image_size[0]), int(image_size[1])
+    if cameras is None:
+        out = model.render_samples(sample[None], None, (h, w), chunk_size)
+        if progress is not None:
+            progress.update(1)
+        return {k: v[0].float() for k, v in out.items()}
     per_call = max(1, chunk_size // (h * w))
     parts = []
     for start in range(0, len(cameras), per_call):
         index = list(range(start, min(start + per_call, len(cameras))))
-        out = model.render_grid(grid[None], cameras[index], (h, w), chunk_size)
-        parts.append({k: out[k][0].float() for k in ("rgb", "depth", "opacity")})  # (v, C, H, W)
+        out = model.render_samples(sample[None], cameras[index], (h, w), chunk_size)
+        parts.append({k: v[0].float() for k, v in out.items()})  # (v, C, H, W)
         if progress is not None:
             progress.update(len(index))
-    return {key: torch.cat([p[key] for p in parts]) for key in ("rgb", "depth", "opacity")}
+    return {key: torch.cat([p[key] for p in parts]) for key in parts[0]}
 
 
 def resize_frames(frames: torch.Tensor, size: Optional[Sequence[int]]) -> torch.Tensor:

@@ -1,10 +1,13 @@
-"""generate_samples.py's driver: sample grids from noise, render turntables, write videos, grids, meshes.
+"""generate_samples.py's driver: samples from noise, rendered along turntables, videos, grids, meshes.
+
+Works for every model of the model protocol (``holo3d.models.protocol.GenerativeModel``): 3D samples
+are rendered along a turntable, image samples are shown as they are (one frame).
 
 Outputs in ``EXP/generated_samples/`` (every file written under a temporary name, then renamed):
 
     sample_XXX.mp4              turntable of sample XXX (.gif beside it with gif=True)
     sample_XXX_progressive.mp4  the denoising animation (progressive_sampling_steps_per_render=k)
-    sample_XXX.pt               the (F, D, H, W) grid (save_voxel_features=True)
+    sample_XXX.pt               the (F, D, H, W) grid (save_voxel_features=True; radiance grids)
     sample_XXX.ply              coloured mesh (export_mesh=True)
     contact_sheet.png           every sample (rows) from a few fixed views (columns)
     manifest.json               settings, checkpoint and files of this run
@@ -25,20 +28,15 @@ from tqdm import tqdm
 from holo3d.sample.camera_path import make_turntable
 from holo3d.sample.contact_sheet import compose_sheet, sheet_view_indices, write_png
 from holo3d.sample.dataset_access import training_cameras_if_available
-from holo3d.sample.experiment_loader import (
-    LoadedExperiment,
-    load_experiment,
-    output_dir,
-    require_methods,
-)
+from holo3d.models.protocol import FieldModel, GenerativeModel, OutputKind
+from holo3d.sample.experiment_loader import LoadedExperiment, load_experiment, output_dir
 from holo3d.sample.frame_renderer import render_views, resize_frames
 from holo3d.sample.mesh_export import extract_mesh, save_mesh_ply
 from holo3d.sample.progressive import ProgressiveRenderer
 from holo3d.sample.input_checks import ExperimentLoadError, SettingsError
 from holo3d.sample.script_config import SampleConfig, optional_steps
 from holo3d.sample.video_writer import BackgroundVideoWriter, VideoWriter, video_backend
-from holo3d.train.atomic_file import open_atomic, write_text_atomic
-from holo3d.models.cuda_graph_unet import graphed_unet
+from holo3d.io.atomic_file import open_atomic, write_text_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -68,8 +66,7 @@ def generate_samples(cfg: SampleConfig) -> Path:
     check_settings(cfg)
     video_backend()  # no encoder -> fail now, not after sampling
     loaded = load_experiment(cfg.exp_dir, cfg.epoch, cfg.use_ema, cfg.device)
-    require_methods(loaded.model, ("sample", "render_grid"), "sample grids")
-    _check_can_sample(loaded.model)
+    _check_can_sample(loaded.model, cfg)
     cameras, note = _turntable(cfg, loaded)
     logger.info(note)
     out_dir = output_dir(loaded, cfg.output_dir, "generated_samples")
@@ -95,7 +92,7 @@ def _timed(seconds: Dict[str, float], what: str, device: torch.device):
 def _sample_and_write(cfg, loaded, cameras, out_dir):
     """All batches: sample, render, write. Returns (contact-sheet rows, files, seconds per phase)."""
     generator = torch.Generator(device=loaded.device).manual_seed(cfg.seed)
-    columns = sheet_view_indices(cfg.n_frames, cfg.contact_sheet_views)
+    columns = sheet_view_indices(cfg.n_frames if cameras is not None else 1, cfg.contact_sheet_views)
     rows, files, seconds, device = [], [], {}, loaded.device
     bar = tqdm(total=cfg.num_samples, desc="samples", unit="sample")
     with bar, BackgroundVideoWriter() as videos:
@@ -115,16 +112,27 @@ def _sample_and_write(cfg, loaded, cameras, out_dir):
     return rows, files, seconds
 
 
-def _check_can_sample(model: torch.nn.Module) -> None:
-    if not (getattr(model, "use_unet", True) and getattr(model, "use_diffusion", True)):
-        raise ExperimentLoadError(
-            f"this experiment's {type(model).__name__} is a reconstruction baseline "
-            "(use_diffusion=False): it cannot sample from noise; use visualize_reconstruction.py"
-        )
+def _check_can_sample(model: torch.nn.Module, cfg: SampleConfig) -> None:
+    name = type(model).__name__
+    if not isinstance(model, GenerativeModel):
+        raise ExperimentLoadError(f"this experiment's {name} is not a generative model: it cannot sample")
+    if not model.can_sample:
+        raise ExperimentLoadError(f"this experiment's {name} is {model.cannot_sample_reason}")
+    if cfg.export_mesh and not isinstance(model, FieldModel):
+        raise SettingsError(f"export_mesh=True: {name}'s samples are not a radiance field")
+    if cfg.save_voxel_features and model.output_kind != OutputKind.RADIANCE_GRID:
+        raise SettingsError(f"save_voxel_features=True: {name}'s samples are not feature grids")
+    try:
+        model.conditions(1, cfg.label)
+    except ValueError as error:
+        raise SettingsError(f"label={cfg.label!r}: {error}") from None
 
 
 def _turntable(cfg: SampleConfig, loaded: LoadedExperiment):
-    """Turntable cameras; the training cameras set up axis / distance only if the dataset is on disk."""
+    """Turntable cameras; the training cameras set up axis / distance only if the dataset is on disk.
+    Image models (no 3D samples) have no camera path: (None, note)."""
+    if loaded.model.scene_extent <= 0:
+        return None, "image model: one frame per sample, no camera path"
     needs_data = len(cfg.up) == 0 or cfg.distance <= 0
     data_cameras, why_not = training_cameras_if_available(loaded.config) if needs_data else (None, "")
     cameras, note = make_turntable(cfg, _volume_extent(loaded.model), data_cameras, device=loaded.device)
@@ -133,16 +141,19 @@ def _turntable(cfg: SampleConfig, loaded: LoadedExperiment):
     return cameras, note
 
 
-def _volume_extent(model: torch.nn.Module) -> float:
-    return float(getattr(model, "volume_extent", 2.0))
+def _volume_extent(model: GenerativeModel) -> float:
+    return model.scene_extent
 
 
-def _chunk_size(cfg, model: torch.nn.Module) -> int:
-    return cfg.chunk_size if cfg.chunk_size > 0 else int(getattr(model, "chunk_size_eval", 2**16))
+def _chunk_size(cfg, model: GenerativeModel) -> int:
+    return cfg.chunk_size if cfg.chunk_size > 0 else model.render_chunk_size
 
 
-def _sampler_kwargs(cfg: SampleConfig) -> Dict:
-    kwargs = {"sampler": cfg.sampler, "steps": optional_steps(cfg.steps), "eta": cfg.eta}
+def _sampler_kwargs(cfg: SampleConfig, model: GenerativeModel, n: int) -> Dict:
+    kwargs = {"sampler": cfg.sampler, "steps": optional_steps(cfg.steps), "eta": cfg.eta,
+              "cond": model.conditions(n, cfg.label)}
+    if cfg.guidance != 1.0:
+        kwargs["guidance_scale"] = cfg.guidance
     if cfg.sampler in ("heun", "euler") and cfg.s_churn > 0:
         kwargs["S_churn"] = cfg.s_churn
     return kwargs
@@ -161,9 +172,9 @@ def _sample_batch(cfg, loaded, n, start, generator, cameras, out_dir):
             ]
             callback = ProgressiveRenderer(model, writers, cameras, cfg.render_size, cfg.video_size, k,
                                            _chunk_size(cfg, model), steps_bar)
-        with graphed_unet(model, cfg.cuda_graph):
+        with model.sampling_accelerated(cfg.cuda_graph):
             grids = model.sample(n, generator=generator, callback=callback, device=loaded.device,
-                                 **_sampler_kwargs(cfg))
+                                 **_sampler_kwargs(cfg, model, n))
         if k > 0:
             logger.info("progressive: %d frames over %d steps", callback.finish(), callback.n_steps)
     return grids, [path for w in writers for path in w.written]
@@ -173,7 +184,8 @@ def _write_sample(cfg, loaded, grid, index, cameras, out_dir, columns, videos):
     """Turntable video (encoded in the background), optional grid and mesh of one sample;
     returns (contact-sheet row (V, 3, H, W) on the CPU, paths written now)."""
     name, model, written = f"sample_{index:03d}", loaded.model, []
-    with tqdm(total=len(cameras), desc=f"{name} frames", unit="frame", leave=False) as bar:
+    with tqdm(total=len(cameras) if cameras is not None else 1, desc=f"{name} frames", unit="frame",
+              leave=False) as bar:
         frames = render_views(model, grid, cameras, cfg.render_size, _chunk_size(cfg, model), bar)
     videos.submit(out_dir / f"{name}.mp4", resize_frames(frames["rgb"], cfg.video_size), cfg.fps, cfg.gif)
     if cfg.save_voxel_features:

@@ -17,34 +17,25 @@ from pytorch3d.ops.marching_cubes import marching_cubes
 from pytorch3d.renderer import TexturesVertex
 from pytorch3d.structures import Meshes
 
-from holo3d.render.voxel_grid import sample_voxel_grid
-from holo3d.train.atomic_file import temporary_sibling
+from holo3d.io.atomic_file import temporary_sibling
+from holo3d.models.protocol import FieldModel
 
 logger = logging.getLogger(__name__)
 
 
 class GridField:
-    """Density and colour of one grid (F, D, H, W) at world points, through ``model``'s RenderMLP."""
+    """Density and colour of one sample's radiance field at world points (``FieldModel.query_field``)."""
 
-    def __init__(self, model: torch.nn.Module, grid: torch.Tensor, chunk: int = 2**16):
-        renderer = getattr(model, "renderer", None)
-        if renderer is None or not hasattr(renderer, "mlp"):
-            raise TypeError(f"{type(model).__name__} has no voxel radiance field (renderer.mlp) to mesh")
-        self.mlp, self.extent = renderer.mlp, float(renderer.volume_extent)
-        self.grid, self.chunk = grid[None], chunk  # (1, F, D, H, W)
+    def __init__(self, model: FieldModel, grid: torch.Tensor):
+        if not isinstance(model, FieldModel):
+            raise TypeError(f"{type(model).__name__} has no radiance field to mesh")
+        self.model, self.extent, self.grid = model, float(model.scene_extent), grid
 
     @torch.no_grad()
     def __call__(self, points: torch.Tensor, directions: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """points, directions (M, 3) -> density (M,), rgb (M, 3), float32."""
-        densities, colours = [], []
-        for start in range(0, points.shape[0], self.chunk):
-            pts = points[start : start + self.chunk].to(self.grid.device)
-            features = sample_voxel_grid(self.grid, pts[None], self.extent)  # (1, m, F)
-            dirs = directions[start : start + self.chunk].to(pts.device)[None]  # (1, m, 3)
-            density, rgb = self.mlp(features, dirs)
-            densities.append(density[0, :, 0].float())
-            colours.append(rgb[0].float())
-        return torch.cat(densities), torch.cat(colours)
+        density, rgb = self.model.query_field(self.grid, points, directions)
+        return density.float(), rgb.float()
 
     def density_lattice(self, resolution: int) -> torch.Tensor:
         """Density at the corners of a ``resolution``^3 lattice spanning the cube: (D, H, W), z-major.

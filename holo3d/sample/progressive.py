@@ -14,6 +14,7 @@ from typing import List, Optional, Sequence
 import torch
 from pytorch3d.renderer.cameras import CamerasBase
 
+from holo3d.models.protocol import RenderableModel
 from holo3d.sample.frame_renderer import resize_frames
 from holo3d.sample.video_writer import VideoWriter
 
@@ -22,9 +23,9 @@ class ProgressiveRenderer:
     """Sampler callback writing one frame per ``every`` steps into one video per sample.
 
     Args:
-        model: a grid model (``render_grid``).
+        model: a model of the protocol (``render_samples``).
         writers: one open VideoWriter per sample in the batch.
-        cameras: the turntable; frame j is seen from camera j mod len(cameras).
+        cameras: the turntable; frame j is seen from camera j mod len(cameras) (None: image models).
         image_size / video_size: render size and written size, (H, W).
         every: k, steps per rendered frame.
         chunk_size: rays per rendering pass.
@@ -32,9 +33,9 @@ class ProgressiveRenderer:
 
     def __init__(
         self,
-        model: torch.nn.Module,
+        model: RenderableModel,
         writers: List[VideoWriter],
-        cameras: CamerasBase,
+        cameras: Optional[CamerasBase],
         image_size: Sequence[int],
         video_size: Sequence[int],
         every: int,
@@ -51,7 +52,7 @@ class ProgressiveRenderer:
         self._pending: Optional[torch.Tensor] = None  # x0 of the last step when not yet rendered
 
     def __call__(self, step: int, x: torch.Tensor, x0: torch.Tensor) -> None:
-        """x, x0: (B, F, D, H, W) after sampler step ``step`` (0-based)."""
+        """x, x0: (B, ...) samples after sampler step ``step`` (0-based)."""
         self.n_steps = step + 1
         if (step + 1) % self.every == 0:
             self._render(x0)
@@ -71,10 +72,10 @@ class ProgressiveRenderer:
     @torch.no_grad()
     def _render(self, x0: torch.Tensor) -> None:
         n = x0.shape[0]
-        camera = self.n_frames % len(self.cameras)
-        out = self.model.render_grid(
-            x0.clamp(-1, 1), self.cameras[[camera] * n], self.image_size, self.chunk_size
-        )  # rgb (B, 1, 3, H, W)
+        cameras = None
+        if self.cameras is not None:
+            cameras = self.cameras[[self.n_frames % len(self.cameras)] * n]
+        out = self.model.render_samples(x0, cameras, self.image_size, self.chunk_size)  # rgb (B, 1, 3, H, W)
         frames = resize_frames(out["rgb"][:, 0].float(), self.video_size)  # (B, 3, h, w)
         for writer, frame in zip(self.writers, frames):
             writer.append(frame)

@@ -21,7 +21,8 @@ from tqdm import tqdm
 from holo3d.eval import MetricsReport, image_metrics, lpips, lpips_unavailable_reason, psnr, write_metrics_json
 from holo3d.sample.camera_path import make_turntable
 from holo3d.sample.dataset_access import build_data_source, dataset_unavailable_reason, sequence_frames
-from holo3d.sample.experiment_loader import load_experiment, output_dir, require_methods
+from holo3d.models.protocol import GenerativeModel, ReconstructionModel
+from holo3d.sample.experiment_loader import load_experiment, output_dir
 from holo3d.sample.input_checks import ExperimentLoadError, SettingsError
 from holo3d.sample.frame_renderer import depth_image, render_views, side_by_side
 from holo3d.sample.script_config import ReconstructionConfig
@@ -37,7 +38,11 @@ def visualize_reconstruction(cfg: ReconstructionConfig) -> Path:
     video_backend()
     loaded = load_experiment(cfg.exp_dir, cfg.epoch, cfg.use_ema, cfg.device)
     model = loaded.model
-    require_methods(model, ("lift", "reconstruct", "render_grid"), "reconstruct from source views")
+    if not isinstance(model, ReconstructionModel):
+        raise ExperimentLoadError(f"this experiment's {type(model).__name__} cannot reconstruct from source views")
+    if cfg.denoise_from_t > 0 and not (isinstance(model, GenerativeModel) and model.can_sample):
+        raise SettingsError(f"denoise_from_t={cfg.denoise_from_t} needs a diffusion model; this "
+                            f"{type(model).__name__} is not one (use_diffusion=False?)")
     dataset, names = heldout_sequences(loaded.config, cfg)
     out_dir = output_dir(loaded, cfg.output_dir, "reconstructions")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -47,7 +52,7 @@ def visualize_reconstruction(cfg: ReconstructionConfig) -> Path:
         logger.info(lpips_reason)
         report.skip("lpips", lpips_reason)
     generator = torch.Generator(device=loaded.device).manual_seed(cfg.seed)
-    chunk = cfg.chunk_size if cfg.chunk_size > 0 else int(getattr(model, "chunk_size_eval", 2**16))
+    chunk = cfg.chunk_size if cfg.chunk_size > 0 else model.render_chunk_size
     for name in tqdm(names, desc="sequences", unit="seq"):
         rec = reconstruct_sequence(model, dataset, sequence_frames(dataset, name), cfg.n_source_views,
                                    cfg.max_target_views, chunk, cfg.denoise_from_t, cfg.denoise_steps, generator)
@@ -104,8 +109,7 @@ def _write_videos(cfg, model, rec: SequenceReconstruction, name: str, out_dir: P
     name = re.sub(r"[^A-Za-z0-9_.-]", "_", name)  # a file name whatever the sequence is called
     depth = depth_image(rec.depth, rec.opacity)
     write_video(out_dir / f"{name}_views.mp4", side_by_side(rec.gt, rec.rgb, depth), cfg.fps, cfg.gif)
-    cameras, note = make_turntable(cfg, float(getattr(model, "volume_extent", 2.0)), rec.all_cameras,
-                                   device=rec.grid.device)
+    cameras, note = make_turntable(cfg, model.scene_extent, rec.all_cameras, device=rec.grid.device)
     logger.info("%s %s", name, note)
     size = list(cfg.video_size)
     with tqdm(total=len(cameras), desc=f"{name} turntable", unit="frame", leave=False) as bar:

@@ -62,7 +62,7 @@ class SampleConfig(LoadConfig, TurntableConfig):
     batch_size: grids sampled together (one sampler call).
     render_size / video_size: frames are rendered at render_size (H, W), videos are written at
         video_size (resized).
-    chunk_size: rays per rendering pass (0: the model's chunk_size_eval).
+    chunk_size: rays per rendering pass (0: the model's render_chunk_size).
     progressive_sampling_steps_per_render: k > 0 also writes sample_XXX_progressive.mp4, the
         current x0 estimate rendered every k sampler steps while the camera moves on, one frame
         per k steps over the whole chain.
@@ -70,6 +70,8 @@ class SampleConfig(LoadConfig, TurntableConfig):
     cuda_graph: replay the U-Net as a CUDA graph while sampling (GPU only; ~2.5x faster chains).
     mesh_resolution / mesh_threshold: marching-cubes lattice size and density level (0: chosen
         per sample by Otsu's method, since density scales differ between trained models).
+    label: the condition of conditional models (e.g. a category name); empty: unconditional.
+    guidance: classifier-free guidance scale of conditional models (1: the conditional model alone).
     """
 
     defaults: List[Any] = field(default_factory=lambda: list(_HYDRA_DEFAULTS))
@@ -90,6 +92,8 @@ class SampleConfig(LoadConfig, TurntableConfig):
     progressive_sampling_steps_per_render: int = 0
     contact_sheet_views: int = 4
     cuda_graph: bool = True
+    label: str = ""
+    guidance: float = 1.0
     output_dir: str = ""  # default EXP/generated_samples
 
 

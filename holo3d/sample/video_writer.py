@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from holo3d.sample.input_checks import MissingDependencyError
-from holo3d.train.atomic_file import open_atomic, temporary_sibling
+from holo3d.io.atomic_file import open_atomic, temporary_sibling
 
 logger = logging.getLogger(__name__)
 

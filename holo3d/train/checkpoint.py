@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Mapping, Optional
 
 import torch
 
-from holo3d.train.atomic_file import open_atomic
+from holo3d.io.atomic_file import open_atomic
 
 logger = logging.getLogger(__name__)
 

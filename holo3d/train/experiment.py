@@ -25,7 +25,9 @@ from pytorch3d.implicitron.tools.config import (
     run_auto_creation,
 )
 
-from holo3d.train.atomic_file import write_text_atomic
+from holo3d.data.data_source import Holo3DDataSource
+from holo3d.io.atomic_file import write_text_atomic
+from holo3d.models.protocol import TrainableModel
 from holo3d.train.model_factory import ModelFactoryBase
 from holo3d.train.optimizer_factory import OptimizerFactoryBase
 from holo3d.train.rng_state import seed_everything
@@ -108,15 +110,17 @@ def pruned_config(cfg: DictConfig) -> DictConfig:
 def check_frames_cover_model(experiment: Experiment) -> None:
     """A scene needs the model's targets plus at least one source view; say so at config time."""
     source = experiment.data_source
-    loader = getattr(source, "data_loader_map_provider", source)
-    frames = getattr(loader, "frames_per_scene", None)
-    model_args = getattr(experiment.model_factory, "model", None)
-    needed = getattr(model_args, "min_frames_per_scene", None)
-    if frames is not None and needed is not None and frames < needed:
+    # Holo3DDataSource is the posed-image source (CO3D, SRN, NMR, built-in); others yield no scenes.
+    frames = source.frames_per_scene if isinstance(source, Holo3DDataSource) else None
+    model = experiment.model_factory.model
+    needed = model.min_frames_per_scene if isinstance(model, TrainableModel) else None
+    if needed is not None and frames is None:
+        raise ValueError(f"{type(model).__name__} trains on scenes of posed images but the data source "
+                         f"{type(experiment.data_source).__name__} yields none")
+    if needed is not None and frames < needed:
         raise ValueError(
-            f"data_source...frames_per_scene={frames} but the model needs at least {needed} frames "
-            f"per scene (n_targets={getattr(model_args, 'n_targets', '?')} targets + 1 source); "
-            "raise frames_per_scene or lower the model's n_targets"
+            f"data_source...frames_per_scene={frames} but {type(model).__name__} needs at least {needed} "
+            "frames per scene (its targets + 1 source); raise frames_per_scene or lower the model's n_targets"
         )
 
 

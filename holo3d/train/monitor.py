@@ -10,6 +10,7 @@ from typing import Any, Dict
 
 import torch
 
+from holo3d.models.protocol import GenerativeModel
 from holo3d.viz.logger_base import ExperimentLogger
 
 logger = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ class TrainingMonitor:
         self._guard("panels", self._panels, step, model, batch)
 
     def sample_video(self, step: int, model: torch.nn.Module) -> None:
-        if hasattr(model, "sample") and hasattr(model, "render_grid"):
+        if isinstance(model, GenerativeModel) and model.can_sample:
             self._guard("sample_video", self._sample_video, step, model)
 
     def close(self) -> None:
@@ -59,10 +60,8 @@ class TrainingMonitor:
             model.train(was_training)
         self.sink.log_images(step, prediction_panels(preds))
 
-    def _sample_video(self, step: int, model: torch.nn.Module) -> None:
-        from holo3d.sample.preview import preview_sample_video
-
-        self.sink.log_video(step, "sample", preview_sample_video(model))
+    def _sample_video(self, step: int, model: GenerativeModel) -> None:
+        self.sink.log_video(step, "sample", model.preview_frames())
 
     def _guard(self, what: str, fn, *args) -> None:
         if not self.enabled:

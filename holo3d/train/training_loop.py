@@ -19,6 +19,7 @@ from pytorch3d.implicitron.models.renderer.base import EvaluationMode
 from pytorch3d.implicitron.tools.config import ReplaceableBase, registry
 from tqdm import tqdm
 
+from holo3d.models.protocol import unwrap
 from holo3d.train.checkpoint import check_state_dict_compatible, save_checkpoint
 from holo3d.train.ema import EMA
 from holo3d.train.monitor import TrainingMonitor
@@ -138,6 +139,47 @@ class HoloTrainingLoop(TrainingLoopBase):
         return LoopPosition(state["epoch"], state.get("batch_in_epoch", 0), state["iteration"])
 
 
+class NonFiniteStep(Exception):
+    """A step produced non-finite values (``bad`` names them); no update was made."""
+
+    def __init__(self, bad: Dict[str, Any]):
+        super().__init__(str(bad))
+        self.bad = bad
+
+
+def optimization_step(model, batch, *, accelerator, optimizer, scheduler, ema, clip_grad_norm: float,
+                      iteration: int) -> Dict[str, float]:
+    """One training step on a batch already on the device: forward under autocast, the logged
+    scalars (the step's one host sync), backward, clipping, optimizer / scheduler / EMA updates.
+
+    The loop and ``holo3d.bench`` both call this, so the benchmark times exactly what training runs.
+    Raises NonFiniteStep (after zeroing the gradients) when the model's own finiteness check or a
+    logged value fails.
+    """
+    model.train()
+    with accelerator.accumulate(model):
+        try:
+            with accelerator.autocast():
+                preds = model(**batch, evaluation_mode=EvaluationMode.TRAINING, iteration=iteration)
+        except FloatingPointError as error:  # the model's own check of grids / renders
+            optimizer.zero_grad(set_to_none=True)
+            raise NonFiniteStep({"model": str(error)}) from None
+        values = scalar_values(preds, unwrap(model).log_vars)
+        if not all(map(_is_finite, values.values())):
+            optimizer.zero_grad(set_to_none=True)
+            raise NonFiniteStep({k: v for k, v in values.items() if not _is_finite(v)})
+        accelerator.backward(preds["objective"])
+        if accelerator.sync_gradients and clip_grad_norm > 0:
+            accelerator.clip_grad_norm_(model.parameters(), clip_grad_norm)
+        optimizer.step()
+        if accelerator.sync_gradients:
+            scheduler.step()
+            if ema is not None:
+                ema.update(accelerator.unwrap_model(model), iteration)
+        optimizer.zero_grad(set_to_none=True)
+    return values
+
+
 class _Session:
     """The state of one training run; methods are the loop's steps."""
 
@@ -192,30 +234,16 @@ class _Session:
 
     def step(self, batch, position: LoopPosition) -> Optional[Dict[str, float]]:
         """One forward/backward; None when the loss was non-finite and the step was skipped."""
-        model, accelerator = self.model, self.accelerator
-        model.train()
-        with accelerator.accumulate(model):
-            try:
-                with accelerator.autocast():
-                    preds = model(**batch, evaluation_mode=EvaluationMode.TRAINING,
-                                  iteration=position.iteration)
-            except FloatingPointError as error:  # the model's own check of grids / renders
-                self.skip_nonfinite({"model": str(error)}, position)
-                return None
-            values = scalar_values(preds, _log_vars(model))
-            if not all(map(_is_finite, values.values())):
-                self.skip_nonfinite({k: v for k, v in values.items() if not _is_finite(v)}, position)
-                return None
-            self.nonfinite_in_a_row = 0
-            accelerator.backward(preds["objective"])
-            if accelerator.sync_gradients and self.cfg.clip_grad_norm > 0:
-                accelerator.clip_grad_norm_(model.parameters(), self.cfg.clip_grad_norm)
-            self.optimizer.step()
-            if accelerator.sync_gradients:
-                self.scheduler.step()
-                if self.ema is not None:
-                    self.ema.update(accelerator.unwrap_model(model), position.iteration)
-            self.optimizer.zero_grad(set_to_none=True)
+        try:
+            values = optimization_step(
+                self.model, batch, accelerator=self.accelerator, optimizer=self.optimizer,
+                scheduler=self.scheduler, ema=self.ema, clip_grad_norm=self.cfg.clip_grad_norm,
+                iteration=position.iteration,
+            )
+        except NonFiniteStep as error:
+            self.skip_nonfinite(error.bad, position)
+            return None
+        self.nonfinite_in_a_row = 0
         return values
 
     def skip_nonfinite(self, bad: Dict[str, Any], position: LoopPosition) -> None:
@@ -263,7 +291,7 @@ class _Session:
             with self.accelerator.autocast():
                 preds = model(**batch.to(self.accelerator.device),
                               evaluation_mode=EvaluationMode.EVALUATION)
-            stats.update(scalar_values(preds, _log_vars(model)))
+            stats.update(scalar_values(preds, unwrap(model).log_vars))
         means = stats.means()
         logger.info("epoch %d val: %s", position.epoch, format_stats(means, ("objective", "psnr")))
         self.monitor.scalars(position.iteration, means, "val")
@@ -311,10 +339,6 @@ class _StopSignals:
     def __exit__(self, *exc):
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
-
-
-def _log_vars(model: torch.nn.Module):
-    return getattr(model, "log_vars", None) or getattr(getattr(model, "module", None), "log_vars")
 
 
 def _is_finite(value: float) -> bool:

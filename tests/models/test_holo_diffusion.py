@@ -109,7 +109,7 @@ def test_non_finite_input_is_reported_with_the_iteration():
 
 
 @pytest.mark.parametrize("sampler", ["ddpm", "ddim", "heun", "euler"])
-def test_sample_and_render_grid(sampler):
+def test_sample_and_render_samples(sampler):
     model = tiny_model(num_diffusion_steps=20).eval()
     _randomise_zero_params(model)
     steps = None if sampler == "ddpm" else 3
@@ -118,7 +118,7 @@ def test_sample_and_render_grid(sampler):
                          callback=lambda i, x, x0: seen.append(i))
     assert grids.shape == (2, 8, 8, 8, 8) and grids.abs().max() <= 1.0
     assert len(seen) == (20 if sampler == "ddpm" else 3)
-    out = model.render_grid(grids, orbit_cameras(4), (12, 10), chunk_size=100)
+    out = model.render_samples(grids, orbit_cameras(4), (12, 10), chunk_size=100)
     assert out["rgb"].shape == (2, 2, 3, 12, 10) and out["opacity"].shape == (2, 2, 1, 12, 10)
     assert torch.isfinite(out["rgb"]).all()
 

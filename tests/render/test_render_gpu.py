@@ -8,6 +8,7 @@ import torch
 
 from holo3d.render.render_mlp import RenderMLP
 from holo3d.render.trajectories import turntable_cameras
+from holo3d.render.fields import VoxelGridField
 from holo3d.render.volume_renderer import VolumeRenderer
 
 pytestmark = [
@@ -45,13 +46,13 @@ def test_cuda_mlp_paths_match_cpu(grad):
 def test_full_frame_render_speed():
     """Target: a 256^2 frame of a 16^3 x 64 grid with 64 + 16 points in <= 50 ms on an H200."""
     torch.manual_seed(0)
-    renderer = VolumeRenderer(feature_channels=64).cuda().eval()
+    renderer = VolumeRenderer(field=VoxelGridField(feature_channels=64)).cuda().eval()
     grid = torch.randn(1, 64, 16, 16, 16, device="cuda").clamp(-1, 1)
     cameras = turntable_cameras(1, distance=2.5, device="cuda")
 
     def frame():
         with torch.autocast("cuda", dtype=torch.bfloat16):
-            return renderer.render_image(grid, cameras, (256, 256))
+            return renderer.render_image(cameras, (256, 256), n_scenes=grid.shape[0], grid=grid)
 
     for _ in range(3):
         frame()

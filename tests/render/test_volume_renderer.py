@@ -4,6 +4,7 @@ from torch import nn
 
 from holo3d.render.rays import full_image_rays
 from holo3d.render.trajectories import turntable_cameras
+from holo3d.render.fields import VoxelGridField
 from holo3d.render.volume_renderer import VolumeRenderer, importance_depths
 from holo3d.render.voxel_grid import voxel_centers
 
@@ -28,9 +29,14 @@ def _sphere_grid(resolution=32, radius=0.5):
     return torch.cat([inside[None], colour * inside])[None]  # (1, 4, D, H, W)
 
 
+def _grid_renderer(channels, render_mlp_args=None, **kwargs):
+    field = VoxelGridField(feature_channels=channels, render_mlp_args=render_mlp_args)
+    return VolumeRenderer(field=field, **kwargs)
+
+
 def _renderer(**kwargs):
-    renderer = VolumeRenderer(feature_channels=4, n_pts_coarse=48, n_pts_fine=16, **kwargs)
-    renderer.mlp = _AnalyticField()
+    renderer = _grid_renderer(4, n_pts_coarse=48, n_pts_fine=16, **kwargs)
+    renderer.field.mlp = _AnalyticField()
     return renderer.eval()
 
 
@@ -39,7 +45,8 @@ def test_renders_an_analytic_sphere_per_scene():
     grid = torch.cat([_sphere_grid(), torch.zeros_like(_sphere_grid())])  # scene 1 is empty
     cameras = turntable_cameras(4, elevation_deg=30.0, distance=3.0, focal_length=2.0)
     size = (20, 24)
-    out = renderer.render_image(grid, cameras, size)  # S=2 scenes x V=2 views
+    out = renderer.render_image(cameras, size, n_scenes=2, grid=grid)  # S=2 scenes x V=2 views
+    out["rgb"] = out.pop("features")
     assert out["rgb"].shape == (2, 2, 3, *size) and out["opacity"].shape == (2, 2, 1, *size)
 
     rays = full_image_rays(cameras[[0, 1]], size)
@@ -63,43 +70,40 @@ def test_renders_an_analytic_sphere_per_scene():
 
 def test_render_image_is_independent_of_chunk_size():
     torch.manual_seed(0)
-    renderer = VolumeRenderer(
-        feature_channels=8, n_pts_coarse=16, n_pts_fine=8, render_mlp_args={"hidden_dim": 16}
-    ).eval()
+    renderer = _grid_renderer(8, {"hidden_dim": 16}, n_pts_coarse=16, n_pts_fine=8).eval()
     grid = torch.randn(2, 8, 6, 6, 6)
     cameras = turntable_cameras(6, distance=2.8)
-    big = renderer.render_image(grid, cameras, (10, 12), chunk_size=2**18)
-    small = renderer.render_image(grid, cameras, (10, 12), chunk_size=101)
-    assert big["rgb"].shape == (2, 3, 3, 10, 12)
+    big = renderer.render_image(cameras, (10, 12), chunk_size=2**18, n_scenes=2, grid=grid)
+    small = renderer.render_image(cameras, (10, 12), chunk_size=101, n_scenes=2, grid=grid)
+    assert big["features"].shape == (2, 3, 3, 10, 12)
     for key in big:
         torch.testing.assert_close(big[key], small[key], atol=1e-5, rtol=1e-5)
 
 
 def test_training_forward_shapes_gradients_and_reproducible_jitter():
     torch.manual_seed(0)
-    renderer = VolumeRenderer(feature_channels=8, n_pts_coarse=12, n_pts_fine=6,
-                              render_mlp_args={"hidden_dim": 16}).train()
+    renderer = _grid_renderer(8, {"hidden_dim": 16}, n_pts_coarse=12, n_pts_fine=6).train()
     grid = torch.randn(2, 8, 4, 4, 4, requires_grad=True)
     rays = full_image_rays(turntable_cameras(2, distance=2.5), (5, 5))
-    out = renderer(grid, rays.origins, rays.directions, generator=_seeded(3))
-    assert out["rgb_coarse"].shape == out["rgb_fine"].shape == (2, 25, 3)
+    out = renderer(rays.origins, rays.directions, generator=_seeded(3), grid=grid)
+    assert out["features_coarse"].shape == out["features_fine"].shape == (2, 25, 3)
     assert out["depth"].shape == out["opacity"].shape == (2, 25, 1)
-    (out["rgb_coarse"].sum() + out["rgb_fine"].sum()).backward()
+    (out["features_coarse"].sum() + out["features_fine"].sum()).backward()
     assert grid.grad.abs().sum() > 0
     assert all(p.grad is not None for p in renderer.parameters())
-    again = renderer(grid, rays.origins, rays.directions, generator=_seeded(3))
-    other = renderer(grid, rays.origins, rays.directions, generator=_seeded(4))
-    torch.testing.assert_close(out["rgb_fine"], again["rgb_fine"])
-    assert not torch.allclose(out["rgb_fine"], other["rgb_fine"])
+    again = renderer(rays.origins, rays.directions, generator=_seeded(3), grid=grid)
+    other = renderer(rays.origins, rays.directions, generator=_seeded(4), grid=grid)
+    torch.testing.assert_close(out["features_fine"], again["features_fine"])
+    assert not torch.allclose(out["features_fine"], other["features_fine"])
 
 
 def test_coarse_only_and_default_args():
     args = get_default_args(VolumeRenderer)
-    assert args.n_pts_coarse == 64 and args.n_pts_fine == 16 and args.render_mlp_args is None
-    renderer = VolumeRenderer(feature_channels=4, n_pts_fine=0, render_mlp_args={"hidden_dim": 8})
+    assert args.n_pts_coarse == 64 and args.n_pts_fine == 16 and args.field is None
+    renderer = _grid_renderer(4, {"hidden_dim": 8}, n_pts_fine=0)
     rays = full_image_rays(turntable_cameras(1), (3, 3))
-    out = renderer.eval()(torch.randn(1, 4, 4, 4, 4), rays.origins, rays.directions)
-    torch.testing.assert_close(out["rgb_coarse"], out["rgb_fine"])
+    out = renderer.eval()(rays.origins, rays.directions, grid=torch.randn(1, 4, 4, 4, 4))
+    torch.testing.assert_close(out["features_coarse"], out["features_fine"])
 
 
 def test_importance_depths_follow_the_weights():

@@ -5,6 +5,8 @@ import torch
 from pytorch3d.io import IO
 from torch import nn
 
+from holo3d.models.protocol import FieldModel
+from holo3d.render.fields import VoxelGridField
 from holo3d.render.voxel_grid import voxel_centers
 from holo3d.sample.mesh_export import extract_mesh, otsu_threshold, save_mesh_ply
 
@@ -16,12 +18,18 @@ class _StubField(nn.Module):
         return 20.0 * features[..., :1].clamp_min(0), features[..., 1:4].clamp(0, 1)
 
 
-class _StubModel(nn.Module):
+class _StubModel(nn.Module, FieldModel):
+    """A FieldModel whose samples are (4, D, H, W) grids decoded by _StubField."""
+
+    scene_extent = 2.0
+
     def __init__(self):
         super().__init__()
-        self.renderer = nn.Module()
-        self.renderer.mlp = _StubField()
-        self.renderer.volume_extent = 2.0
+        self.field = VoxelGridField(feature_channels=4, volume_extent=2.0)
+        self.field.mlp = _StubField()
+
+    def query_field(self, sample, points, directions):
+        return self.field.query(sample, points, directions)
 
 
 def _ball_grid(radius=0.5, resolution=24):

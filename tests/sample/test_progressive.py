@@ -11,13 +11,13 @@ from holo3d.sample.progressive import ProgressiveRenderer
 
 
 class _RecordingModel(torch.nn.Module):
-    """render_grid stub: records which camera each frame used; renders the grid mean as colour."""
+    """render_samples stub: records which camera each frame used; renders the grid mean as colour."""
 
     def __init__(self):
         super().__init__()
         self.camera_centres = []
 
-    def render_grid(self, grid, cameras, image_size, chunk_size=None):
+    def render_samples(self, grid, cameras, image_size, chunk_size=None):
         self.camera_centres.append(cameras.get_camera_center()[0])
         b, (h, w) = grid.shape[0], image_size
         rgb = grid.mean(dim=(1, 2, 3, 4)).sigmoid()[:, None, None, None, None].expand(b, 1, 3, h, w)

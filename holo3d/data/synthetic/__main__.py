@@ -11,16 +11,19 @@ from typing import List, Optional
 from holo3d.data.synthetic.categories import CATEGORIES
 from holo3d.data.synthetic.generate import generate_dataset
 from holo3d.data.synthetic.spec import PRESETS, get_preset
+from holo3d.data.synthetic.writers import WRITERS, get_writer
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m holo3d.data.synthetic",
-        description="Render the built-in synthetic multi-view dataset in CO3Dv2 format. "
+        description="Render the built-in synthetic dataset in one of the public formats "
+        "(CO3Dv2, SRN, NMR, ShapeNet voxels). "
         "Options left out come from the preset.",
     )
     parser.add_argument("--out", required=True, help="output dataset root (must not exist)")
     parser.add_argument("--preset", default="demo", choices=sorted(PRESETS))
+    parser.add_argument("--format", default="co3d", choices=sorted(WRITERS), help="on-disk format")
     parser.add_argument("--categories", nargs="+", choices=sorted(CATEGORIES))
     parser.add_argument("--sequences", type=int, help="sequences (objects) per category, >= 3")
     parser.add_argument("--frames", type=int, help="frames per sequence, >= 4")
@@ -55,12 +58,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         spec = spec_from_args(args)
         start = time.perf_counter()
         progress = not args.no_progress
-        out = generate_dataset(spec, args.out, device=args.device, progress=progress, preset=args.preset)
+        out = generate_dataset(spec, args.out, device=args.device, writer_factory=get_writer(args.format),
+                               progress=progress, preset=args.preset, fmt=args.format)
     except (ValueError, FileExistsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     seconds = time.perf_counter() - start
-    print(f"wrote {spec.n_sequences} sequences x {spec.frames} frames to {out} in {seconds:.1f} s")
+    print(f"wrote {spec.n_sequences} sequences x {spec.frames} frames ({args.format} format) to {out} "
+          f"in {seconds:.1f} s")
     return 0
 
 

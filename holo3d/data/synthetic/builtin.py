@@ -17,23 +17,29 @@ from typing import Optional
 
 from holo3d.data.synthetic.generate import generate_dataset, read_manifest
 from holo3d.data.synthetic.spec import get_preset
+from holo3d.data.synthetic.writers import get_writer
 
 ROOT_ENV = "HOLO3D_DATA_ROOT"
 
 
-def default_builtin_root(preset: str = "demo") -> str:
-    """``$HOLO3D_DATA_ROOT/builtin_<preset>`` (default ``./data/builtin_<preset>``)."""
-    return os.path.abspath(os.path.join(os.environ.get(ROOT_ENV, "data"), f"builtin_{preset}"))
+def default_builtin_root(preset: str = "demo", fmt: str = "co3d") -> str:
+    """``$HOLO3D_DATA_ROOT/builtin_<preset>`` (default ``./data/builtin_<preset>``) for the CO3Dv2
+    format, ``.../builtin_<preset>_<fmt>`` for the others (see ``writers.WRITERS``)."""
+    name = f"builtin_{preset}" if fmt == "co3d" else f"builtin_{preset}_{fmt}"
+    return os.path.abspath(os.path.join(os.environ.get(ROOT_ENV, "data"), name))
 
 
-def ensure_builtin_dataset(root: Optional[str] = None, preset: str = "demo", device: str = "cpu") -> str:
-    """Makes sure ``root`` (default: default_builtin_root(preset)) holds the built-in dataset.
+def ensure_builtin_dataset(
+    root: Optional[str] = None, preset: str = "demo", device: str = "cpu", fmt: str = "co3d"
+) -> str:
+    """Makes sure ``root`` (default: default_builtin_root(preset, fmt)) holds the built-in dataset
+    written in format ``fmt`` (one of ``writers.WRITERS``).
 
     Raises:
         FileExistsError: ``root`` exists but is not a complete generated dataset (it is never
             overwritten).
     """
-    root = os.path.abspath(root or default_builtin_root(preset))
+    root = os.path.abspath(root or default_builtin_root(preset, fmt))
     if _check_existing(root, preset):
         return root
     with _lock(root):
@@ -41,14 +47,14 @@ def ensure_builtin_dataset(root: Optional[str] = None, preset: str = "demo", dev
             return root
         spec = get_preset(preset)
         print(
-            f"holo3d: built-in dataset '{preset}' not found at {root}; generating it now "
+            f"holo3d: built-in dataset '{preset}' ({fmt} format) not found at {root}; generating it now "
             f"({len(spec.categories)} categories x {spec.sequences} sequences x {spec.frames} frames "
             f"at {spec.image_size[0]}x{spec.image_size[1]} px on {device}) ...",
             file=sys.stderr,
             flush=True,
         )
         start = time.perf_counter()
-        generate_dataset(spec, root, device=device, preset=preset)
+        generate_dataset(spec, root, device=device, writer_factory=get_writer(fmt), preset=preset, fmt=fmt)
         seconds = time.perf_counter() - start
         print(f"holo3d: built-in dataset ready at {root} ({seconds:.0f} s)", file=sys.stderr)
     return root

@@ -37,6 +37,7 @@ def generate_dataset(
     writer_factory: Callable = Co3dWriter,
     progress: bool = True,
     preset: Optional[str] = None,
+    fmt: str = "co3d",
 ) -> str:
     """Renders ``spec`` into a new directory ``out`` (which must not exist); returns ``out``."""
     out = os.path.abspath(out)
@@ -47,7 +48,7 @@ def generate_dataset(
     shutil.rmtree(partial, ignore_errors=True)
     try:
         seconds = _render_all(spec, partial, device, writer_factory, progress)
-        _write_manifest(partial, spec, preset, device, seconds)
+        _write_manifest(partial, spec, preset, device, seconds, fmt)
         os.rename(partial, out)
     finally:
         shutil.rmtree(partial, ignore_errors=True)
@@ -65,9 +66,10 @@ def _render_all(spec, folder, device, writer_factory, progress) -> float:
     return time.perf_counter() - start
 
 
-def _write_manifest(folder, spec, preset, device, seconds) -> None:
+def _write_manifest(folder, spec, preset, device, seconds, fmt) -> None:
     manifest = {
         "format_version": FORMAT_VERSION,
+        "format": fmt,
         "preset": preset,
         "spec": spec.as_dict(),
         "device": device,
