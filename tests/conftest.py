@@ -9,8 +9,10 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent / "train"))
+sys.path.insert(0, str(Path(__file__).parent / "models"))
 
 import tiny_components  # noqa: E402,F401  (registers TinyTestModel and TinyTestDataSource)
+import tiny_image_ddpm  # noqa: E402,F401  (registers TinyImageDDPM, the sixth model)
 
 import pytest  # noqa: E402
 

@@ -7,6 +7,7 @@ multi-scene batches like val.
 """
 
 import signal
+import warnings
 from typing import Optional
 
 from pytorch3d.implicitron.dataset.data_loader_map_provider import DataLoaderMap, DataLoaderMapProviderBase
@@ -80,10 +81,14 @@ class MultiSceneDataLoaderMapProvider(DataLoaderMapProviderBase):
     def _multi_scene_loader(self, dataset: Optional[DatasetBase], num_batches: int, split: str):
         if dataset is None or len(dataset) == 0:
             return None
+        scenes = scene_index(dataset)
+        frames = self.frames_per_scene if split == "train" else held_out_frames(scenes, self.frames_per_scene, split)
+        if frames is None:
+            return None
         sampler = MultiSceneBatchSampler(
-            scene_index(dataset),
+            scenes,
             scenes_per_batch=self.scenes_per_batch,
-            frames_per_scene=self.frames_per_scene,
+            frames_per_scene=frames,
             num_batches=num_batches,
             seed=self.seed + SPLIT_SEED_OFFSETS[split],
             split=split,
@@ -112,6 +117,22 @@ class MultiSceneDataLoaderMapProvider(DataLoaderMapProviderBase):
             collate_fn=collate_pinnable,
             **workers,
         )
+
+
+def held_out_frames(scenes, frames_per_scene: int, split: str) -> Optional[int]:
+    """Frames per scene for a validation / test split: ``frames_per_scene`` when its sequences have
+    that many, else as many as its longest sequence has (with a warning): held-out data with fewer
+    views is validated on what is there, never stopping training. None (no loader) below 2 frames
+    (one target + one source)."""
+    longest = max((len(frames) for frames in scenes.values()), default=0)
+    if longest >= frames_per_scene:
+        return frames_per_scene
+    if longest < 2:
+        warnings.warn(f"{split} split: no sequence has 2 frames (one target, one source); no {split} loader")
+        return None
+    warnings.warn(f"{split} split: no sequence has frames_per_scene={frames_per_scene} frames; "
+                  f"{split} batches use {longest} frames per scene (the longest sequence)")
+    return longest
 
 
 def ignore_stop_signals(worker_id: int) -> None:

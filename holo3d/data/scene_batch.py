@@ -101,3 +101,28 @@ class SceneBatch:
             camera=frame_data.camera,
             sequence_name=names[::n_frames],
         )
+
+
+def random_view_mask(
+    n_scenes: int, n_views: int, min_views: int = 1, generator: Optional[torch.Generator] = None
+) -> torch.Tensor:
+    """(S, V) bool: scene s keeps its first k_s views, k_s ~ U{min_views..V} (the rest are padding).
+
+    How a batch mixes samples with different numbers of conditioning views while every tensor keeps
+    the static (S, V, ...) shape: models mask the padding (e.g. ViewFusion's softmax weights get -inf
+    there).
+    """
+    if not 1 <= min_views <= n_views:
+        raise ValueError(f"min_views={min_views} must be in [1, n_views={n_views}]")
+    counts = torch.randint(min_views, n_views + 1, (n_scenes,), generator=generator)  # (S,)
+    return torch.arange(n_views)[None] < counts[:, None]  # (S, V)
+
+
+def view_angles(cameras: PerspectiveCameras) -> torch.Tensor:
+    """Pose-free view metadata: (azimuth, elevation) in radians of each camera centre seen from the
+    world origin (the object centre), (N, 2). Azimuth is measured in the x-z plane from +z towards
+    +x, elevation towards +y, as PyTorch3D's ``look_at_view_transform`` places cameras."""
+    centre = cameras.get_camera_center()  # (N, 3)
+    azimuth = torch.atan2(centre[:, 0], centre[:, 2])
+    elevation = torch.atan2(centre[:, 1], centre[:, [0, 2]].norm(dim=-1))
+    return torch.stack([azimuth, elevation], dim=-1)  # (N, 2)
