@@ -1,6 +1,8 @@
 """holo3d.models: registered models and their plain nn.Module leaves.
 
+    protocol        what the trainer, sample/, eval/ and the monitor may call on a model
     unet3d          UNet3D: timestep-conditioned 3D U-Net denoiser (leaf)
+    voxel_autoencoder  VoxelAutoencoder: 3D conv occupancy autoencoder (leaf of the voxel LDM)
     feature_lift    FeatureLifter: posed images -> pooled voxel feature grid V0 (leaf)
     grid_diffusion  GridDiffusion: DDPM schedule + sampler glue for grids
     target_views    TargetViews: target / source split of a SceneBatch, render losses
@@ -14,5 +16,6 @@ Importing this package registers every model, so registration never depends on i
 from holo3d.models.feature_lift import FeatureLifter
 from holo3d.models.holo_diffusion import HoloDiffusionModel
 from holo3d.models.unet3d import UNet3D
+from holo3d.models.voxel_autoencoder import VoxelAutoencoder
 
-__all__ = ["FeatureLifter", "HoloDiffusionModel", "UNet3D"]
+__all__ = ["FeatureLifter", "HoloDiffusionModel", "UNet3D", "VoxelAutoencoder"]
