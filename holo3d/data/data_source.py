@@ -26,6 +26,7 @@ from pytorch3d.implicitron.tools.config import registry, run_auto_creation
 from pytorch3d.renderer.cameras import CamerasBase
 
 from holo3d.data import multi_scene_provider, robust_dataset  # noqa: F401  (registers classes)
+from holo3d.data.scene_batch import SceneSource
 from holo3d.data.dataset_layout import DatasetLayoutError, check_annotations, check_category, check_root
 from holo3d.data.synthetic.builtin import default_builtin_root, ensure_builtin_dataset
 
@@ -34,7 +35,7 @@ PROVIDER_ARGS = "dataset_map_provider_JsonIndexDatasetMapProviderV2_args"
 
 
 @registry.register
-class Holo3DDataSource(DataSourceBase):
+class Holo3DDataSource(DataSourceBase, SceneSource):
     """Data source of the holo3d experiments (see the module docstring).
 
     Members:

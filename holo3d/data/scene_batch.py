@@ -30,6 +30,11 @@ def scene_sizes(sequence_names: Sequence[str]) -> List[int]:
     return sizes
 
 
+class SceneSource:
+    """Marks a data source whose batches are S scenes x N posed frames; it declares
+    ``frames_per_scene`` (N), which the experiment checks against the model's ``min_frames_per_scene``."""
+
+
 @dataclass
 class SceneBatch:
     """A batch of S scenes with N frames each (targets first, then sources).

@@ -2,6 +2,7 @@
 
     protocol        what the trainer, sample/, eval/ and the monitor may call on a model
     unet3d          UNet3D: timestep-conditioned 3D U-Net denoiser (leaf)
+    unet2d          UNet2D: noise-level / cond-conditioned 2D U-Net denoiser (leaf of GeNVS, ViewFusion)
     voxel_autoencoder  VoxelAutoencoder: 3D conv occupancy autoencoder (leaf of the voxel LDM)
     feature_lift    FeatureLifter: posed images -> pooled voxel feature grid V0 (leaf)
     grid_diffusion  GridDiffusion: DDPM schedule + sampler glue for grids

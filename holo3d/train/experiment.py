@@ -25,7 +25,7 @@ from pytorch3d.implicitron.tools.config import (
     run_auto_creation,
 )
 
-from holo3d.data.data_source import Holo3DDataSource
+from holo3d.data.scene_batch import SceneSource
 from holo3d.io.atomic_file import write_text_atomic
 from holo3d.models.protocol import TrainableModel
 from holo3d.train.model_factory import ModelFactoryBase
@@ -110,8 +110,7 @@ def pruned_config(cfg: DictConfig) -> DictConfig:
 def check_frames_cover_model(experiment: Experiment) -> None:
     """A scene needs the model's targets plus at least one source view; say so at config time."""
     source = experiment.data_source
-    # Holo3DDataSource is the posed-image source (CO3D, SRN, NMR, built-in); others yield no scenes.
-    frames = source.frames_per_scene if isinstance(source, Holo3DDataSource) else None
+    frames = source.frames_per_scene if isinstance(source, SceneSource) else None
     model = experiment.model_factory.model
     needed = model.min_frames_per_scene if isinstance(model, TrainableModel) else None
     if needed is not None and frames is None:

@@ -115,5 +115,5 @@ def test_bf16_autocast_and_accumulation_train(tmp_path):
 
 
 def test_too_few_frames_is_a_config_error(tmp_path):
-    with pytest.raises(ValueError, match="frames_per_scene=3 but the model needs at least 4"):
+    with pytest.raises(ValueError, match="frames_per_scene=3 but TinyTestModel needs at least 4"):
         run_tiny(tmp_path, f"{MODEL}.n_targets=3")

@@ -15,6 +15,9 @@ from pytorch3d.implicitron.models.base_model import ImplicitronModelBase, Implic
 from pytorch3d.implicitron.tools.config import registry
 from pytorch3d.renderer import PerspectiveCameras
 
+from holo3d.data.scene_batch import SceneSource
+from holo3d.models.protocol import TrainableModel
+
 
 class _TinyDataset(torch.utils.data.Dataset):
     def __init__(self, n_scenes: int, frames_per_scene: int, image_size: int):
@@ -61,7 +64,7 @@ class _SceneBatchSampler:
 
 
 @registry.register
-class TinyTestDataSource(DataSourceBase):
+class TinyTestDataSource(DataSourceBase, SceneSource):
     n_scenes: int = 4
     frames_per_scene: int = 3
     scenes_per_batch: int = 2
@@ -82,7 +85,7 @@ class TinyTestDataSource(DataSourceBase):
 
 
 @registry.register
-class TinyTestModel(ImplicitronModelBase):
+class TinyTestModel(ImplicitronModelBase, TrainableModel):
     """Predicts each pixel's colour from the camera distance with a small MLP."""
 
     hidden: int = 8

@@ -1,0 +1,344 @@
+"""2D U-Net image denoiser (the GeNVS and ViewFusion denoiser).
+
+The 2D counterpart of ``unet3d.UNet3D`` for image diffusion: residual blocks conditioned on a noise
+embedding (optionally plus an extra condition vector) by a scale-shift (FiLM) of their second
+GroupNorm, multi-head self-attention at the configured feature-map resolutions, strided-conv
+downsampling / nearest+conv upsampling, skip connections from every encoder block to the decoder,
+and a zero-initialised output convolution.
+
+What the network conditions on is up to its parent: the continuous SR3 noise level gamma in [0, 1]
+(ViewFusion), EDM's c_noise = ln(sigma) / 4 (GeNVS) or an integer DDPM timestep. Two featurisations:
+- ``positional``: the sinusoidal DDPM / Transformer features (``unet3d.timestep_embedding``). Their
+  frequencies span 1 .. 1e-4 per unit, so they suit inputs spread over a wide range (timesteps in
+  [0, 1000)); a parent feeding gamma in [0, 1] may scale it up (e.g. by 1000) first.
+- ``fourier``: random Fourier features with frequencies ~ N(0, 16^2), as EDM's NCSN++ uses for
+  c_noise, whose useful range is about [-2, 2].
+
+Shapes: B batch, C channels, H W image, E embedding width (4 * model_channels).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from pytorch3d.implicitron.tools.config import enable_get_default_args
+from torch import nn
+
+from holo3d.models.unet3d import EmbedSequential, group_norm, timestep_embedding, zero_module
+
+NOISE_EMBEDDINGS = ("positional", "fourier")
+
+
+class FourierFeatures(nn.Module):
+    """Random Fourier features of a scalar: [cos(2 pi f x), sin(2 pi f x)] with fixed f ~ N(0, scale^2).
+
+    The frequencies are a persistent buffer, so a checkpoint restores the same featurisation.
+    forward(x (B,)) -> (B, dim)
+    """
+
+    def __init__(self, dim: int, scale: float = 16.0):
+        super().__init__()
+        if dim % 2:
+            raise ValueError(f"FourierFeatures dim must be even, got {dim}")
+        self.register_buffer("freqs", torch.randn(dim // 2) * scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        args = 2 * math.pi * x.float()[:, None] * self.freqs.float()[None]
+        return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)  # (B, dim)
+
+
+class PositionalFeatures(nn.Module):
+    """Sinusoidal features of a scalar (DDPM / SR3 style). forward(x (B,)) -> (B, dim)"""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return timestep_embedding(x, self.dim)  # (B, dim)
+
+
+class ResBlock2D(nn.Module):
+    """Residual block: GN-SiLU-conv, then GN conditioned on the embedding, SiLU, dropout, zero conv.
+
+    With ``use_scale_shift_norm`` the embedding gives a per-channel scale and shift applied after the
+    second GroupNorm (FiLM); otherwise it gives a per-channel bias added before it (DDPM).
+    forward(x (B, C_in, H, W), emb (B, E)) -> (B, C_out, H, W)
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        emb_channels: int,
+        dropout: float,
+        use_scale_shift_norm: bool,
+    ):
+        super().__init__()
+        self.use_scale_shift_norm = use_scale_shift_norm
+        self.in_layers = nn.Sequential(
+            group_norm(in_channels), nn.SiLU(), nn.Conv2d(in_channels, out_channels, 3, padding=1)
+        )
+        emb_out = 2 * out_channels if use_scale_shift_norm else out_channels
+        self.emb_layers = nn.Sequential(nn.SiLU(), nn.Linear(emb_channels, emb_out))
+        self.out_norm = group_norm(out_channels)
+        # The last conv is zeroed so every block starts as its skip path (identity or 1x1 conv):
+        # deep stacks then start well conditioned.
+        self.out_layers = nn.Sequential(
+            nn.SiLU(), nn.Dropout(dropout), zero_module(nn.Conv2d(out_channels, out_channels, 3, padding=1))
+        )
+        self.skip = nn.Identity() if in_channels == out_channels else nn.Conv2d(in_channels, out_channels, 1)
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        h = self.in_layers(x)  # (B, C_out, H, W)
+        emb_out = self.emb_layers(emb)[:, :, None, None].to(h.dtype)  # (B, C_out or 2 C_out, 1, 1)
+        if self.use_scale_shift_norm:
+            scale, shift = emb_out.chunk(2, dim=1)
+            h = self.out_norm(h) * (1 + scale) + shift
+        else:
+            h = self.out_norm(h + emb_out)
+        return self.skip(x) + self.out_layers(h)  # (B, C_out, H, W)
+
+
+class AttentionBlock2D(nn.Module):
+    """Multi-head self-attention over all H*W pixels, residual with a zero-initialised projection.
+
+    forward(x (B, C, H, W)) -> (B, C, H, W)
+    """
+
+    def __init__(self, channels: int, num_heads: int):
+        super().__init__()
+        if channels % num_heads:
+            raise ValueError(f"UNet2D attention width {channels} is not divisible by num_heads={num_heads}")
+        self.num_heads = num_heads
+        self.norm = group_norm(channels)
+        self.qkv = nn.Conv2d(channels, 3 * channels, 1)
+        self.proj_out = zero_module(nn.Conv2d(channels, channels, 1))
+
+    def forward(self, x: torch.Tensor, emb: Optional[torch.Tensor] = None) -> torch.Tensor:
+        h, w = x.shape[2:]
+        qkv = self.qkv(self.norm(x))  # (B, 3 C, H, W)
+        q, k, v = rearrange(
+            qkv, "b (three heads c) h w -> three b heads (h w) c", three=3, heads=self.num_heads
+        )  # each (B, heads, H*W, C / heads)
+        out = F.scaled_dot_product_attention(q, k, v)
+        out = rearrange(out, "b heads (h w) c -> b (heads c) h w", h=h, w=w)  # (B, C, H, W)
+        return x + self.proj_out(out)
+
+
+class Downsample2D(nn.Module):
+    """Halves H and W with a stride-2 convolution."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, stride=2, padding=1)
+
+    def forward(self, x: torch.Tensor, emb: Optional[torch.Tensor] = None) -> torch.Tensor:
+        return self.conv(x)
+
+
+class Upsample2D(nn.Module):
+    """Doubles H and W: nearest-neighbour upsampling then a 3x3 convolution (no checkerboard)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor, emb: Optional[torch.Tensor] = None) -> torch.Tensor:
+        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+
+
+class UNet2D(nn.Module):
+    """Noise-level (and optionally vector-) conditioned 2D U-Net.
+
+    Args:
+        in_channels / out_channels: channels of the input and output images.
+        model_channels: width of the first level; level ``i`` has ``model_channels * channel_mult[i]``.
+        channel_mult: width multipliers, one level each; every level but the last halves H and W.
+        num_res_blocks: residual blocks per level in the encoder (the decoder has one more).
+        attention_resolutions: feature-map sides at which self-attention is used; level ``i`` has side
+            ``image_size / 2**i`` (64 px with (1, 2, 3, 5): 64, 32, 16, 8). The middle always attends.
+        dropout: dropout inside residual blocks.
+        num_heads: attention heads (channels per head = width / num_heads).
+        cond_dim: width of the extra condition vector added to the noise embedding; 0 disables it.
+        use_scale_shift_norm: FiLM (scale and shift after GroupNorm) instead of an additive bias.
+        noise_embedding: "positional" (sinusoidal, SR3 / DDPM) or "fourier" (random, EDM / NCSN++).
+        image_size: the side the network is built for; only places attention (other sizes divisible
+            by ``downsample_factor`` run too).
+        use_checkpoint: gradient-checkpoint every block (saves activation memory, costs compute).
+    forward(x (B, C_in, H, W), noise_level (B,), cond (B, cond_dim) | None) -> (B, C_out, H, W)
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        model_channels: int = 64,
+        channel_mult: Tuple[int, ...] = (1, 2, 3, 5),
+        num_res_blocks: int = 3,
+        attention_resolutions: Tuple[int, ...] = (16,),
+        dropout: float = 0.0,
+        num_heads: int = 4,
+        cond_dim: int = 0,
+        use_scale_shift_norm: bool = True,
+        noise_embedding: str = "positional",
+        image_size: int = 64,
+        use_checkpoint: bool = False,
+    ):
+        super().__init__()
+        self._check_args(channel_mult, attention_resolutions, noise_embedding, image_size, model_channels)
+        self.model_channels = model_channels
+        self.num_levels = len(channel_mult)
+        self.cond_dim = cond_dim
+        emb_channels = 4 * model_channels
+        features = PositionalFeatures if noise_embedding == "positional" else FourierFeatures
+        self.noise_embed = nn.Sequential(
+            features(model_channels),
+            nn.Linear(model_channels, emb_channels),
+            nn.SiLU(),
+            nn.Linear(emb_channels, emb_channels),
+        )
+        self.cond_embed = None
+        if cond_dim > 0:
+            self.cond_embed = nn.Sequential(
+                nn.Linear(cond_dim, emb_channels), nn.SiLU(), nn.Linear(emb_channels, emb_channels)
+            )
+        self.input_conv = nn.Conv2d(in_channels, model_channels, 3, padding=1)
+        block_args = dict(
+            emb_channels=emb_channels,
+            dropout=dropout,
+            num_heads=num_heads,
+            use_scale_shift_norm=use_scale_shift_norm,
+            attention_ds={image_size // r for r in attention_resolutions},  # attended downsample factors
+        )
+        self.down_blocks, skip_channels = self._build_encoder(channel_mult, num_res_blocks, **block_args)
+        ch = skip_channels[-1]
+        res_args = (emb_channels, dropout, use_scale_shift_norm)
+        self.middle_block = EmbedSequential(
+            ResBlock2D(ch, ch, *res_args), AttentionBlock2D(ch, num_heads), ResBlock2D(ch, ch, *res_args)
+        )
+        self.up_blocks, ch = self._build_decoder(channel_mult, num_res_blocks, skip_channels, **block_args)
+        # Zero-initialised output conv: the fresh network is the zero function, the standard start for a
+        # diffusion denoiser (an eps- or x0-prediction of zero is the mean target, so early losses and
+        # gradients are small and well behaved; EDM's preconditioning then starts as D(x) = c_skip x).
+        self.out = nn.Sequential(
+            group_norm(ch), nn.SiLU(), zero_module(nn.Conv2d(ch, out_channels, 3, padding=1))
+        )
+        for block in self.modules():
+            if isinstance(block, EmbedSequential):
+                block.use_checkpoint = use_checkpoint
+
+    @staticmethod
+    def _check_args(channel_mult, attention_resolutions, noise_embedding, image_size, model_channels):
+        """Fails at construction, naming the key, on settings the network cannot honour."""
+        if not channel_mult:
+            raise ValueError("UNet2D channel_mult must list at least one level")
+        if noise_embedding not in NOISE_EMBEDDINGS:
+            raise ValueError(
+                f"UNet2D noise_embedding={noise_embedding!r}; expected one of {NOISE_EMBEDDINGS}"
+            )
+        if model_channels % 2:
+            raise ValueError(f"UNet2D model_channels={model_channels} must be even (sin/cos feature pairs)")
+        sides = [image_size / 2**level for level in range(len(channel_mult))]
+        unused = [r for r in attention_resolutions if r not in sides]
+        if unused:
+            raise ValueError(
+                f"UNet2D attention_resolutions {unused} match no level: image_size={image_size} with "
+                f"{len(channel_mult)} levels gives feature-map sides {sides}"
+            )
+
+    @property
+    def downsample_factor(self) -> int:
+        """The spatial sizes of the input must be divisible by this."""
+        return 2 ** (self.num_levels - 1)
+
+    def _level_blocks(
+        self, in_ch, out_ch, ds, emb_channels, dropout, num_heads, use_scale_shift_norm, attention_ds
+    ):
+        """One resolution step: a residual block, plus attention where ``ds`` is an attended factor."""
+        layers: List[nn.Module] = [ResBlock2D(in_ch, out_ch, emb_channels, dropout, use_scale_shift_norm)]
+        if ds in attention_ds:
+            layers.append(AttentionBlock2D(out_ch, num_heads))
+        return layers
+
+    def _build_encoder(self, channel_mult: Sequence[int], num_res_blocks: int, **block_args):
+        """Returns the encoder blocks and the channel count of every skip connection they emit."""
+        blocks = nn.ModuleList()
+        skip_channels = [self.model_channels]  # the input conv's output is the first skip
+        ch, ds = self.model_channels, 1
+        for level, mult in enumerate(channel_mult):
+            for _ in range(num_res_blocks):
+                out_ch = self.model_channels * mult
+                blocks.append(EmbedSequential(*self._level_blocks(ch, out_ch, ds, **block_args)))
+                ch = out_ch
+                skip_channels.append(ch)
+            if level != len(channel_mult) - 1:
+                blocks.append(EmbedSequential(Downsample2D(ch)))
+                skip_channels.append(ch)
+                ds *= 2
+        return blocks, skip_channels
+
+    def _build_decoder(
+        self, channel_mult: Sequence[int], num_res_blocks: int, skip_channels: List[int], **block_args
+    ):
+        """Decoder blocks: each consumes one skip connection (concatenated on channels)."""
+        blocks = nn.ModuleList()
+        skips = list(skip_channels)
+        ch, ds = skips[-1], 2 ** (len(channel_mult) - 1)
+        for level, mult in reversed(list(enumerate(channel_mult))):
+            for i in range(num_res_blocks + 1):
+                out_ch = self.model_channels * mult
+                layers = self._level_blocks(ch + skips.pop(), out_ch, ds, **block_args)
+                ch = out_ch
+                if level and i == num_res_blocks:
+                    layers.append(Upsample2D(ch))
+                    ds //= 2
+                blocks.append(EmbedSequential(*layers))
+        return blocks, ch
+
+    def _embed(
+        self, x: torch.Tensor, noise_level: torch.Tensor, cond: Optional[torch.Tensor]
+    ) -> torch.Tensor:
+        """Checks the conditioning inputs and returns the block embedding (B, E)."""
+        batch = x.shape[0]
+        if noise_level.ndim == 0:
+            noise_level = noise_level.expand(batch)
+        if noise_level.shape != (batch,):
+            raise ValueError(f"UNet2D noise_level has shape {tuple(noise_level.shape)}; expected ({batch},)")
+        emb = self.noise_embed(noise_level)  # (B, E)
+        if self.cond_embed is None:
+            if cond is not None:
+                raise ValueError("UNet2D got cond but was built with cond_dim=0")
+            return emb
+        if cond is None or cond.shape != (batch, self.cond_dim):
+            got = None if cond is None else tuple(cond.shape)
+            raise ValueError(f"UNet2D cond has shape {got}; expected ({batch}, {self.cond_dim}) (cond_dim)")
+        return emb + self.cond_embed(cond.to(emb.dtype))  # (B, E)
+
+    def forward(
+        self, x: torch.Tensor, noise_level: torch.Tensor, cond: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
+        """x: (B, C_in, H, W); noise_level: (B,) float; cond: (B, cond_dim) or None -> (B, C_out, H, W)."""
+        factor = self.downsample_factor
+        if x.shape[-2] % factor or x.shape[-1] % factor:
+            raise ValueError(
+                f"UNet2D input size H x W = {x.shape[-2]} x {x.shape[-1]} must be divisible by "
+                f"downsample_factor {factor} (2 ** (len(channel_mult) - 1))"
+            )
+        emb = self._embed(x, noise_level, cond)  # (B, E)
+        h = self.input_conv(x)  # (B, model_channels, H, W)
+        skips = [h]
+        for block in self.down_blocks:
+            h = block(h, emb)
+            skips.append(h)
+        h = self.middle_block(h, emb)
+        for block in self.up_blocks:
+            h = block(torch.cat([h, skips.pop()], dim=1), emb)
+        return self.out(h)  # (B, C_out, H, W)
+
+
+enable_get_default_args(UNet2D)
