@@ -1,7 +1,8 @@
-"""GridDiffusion: the DDPM schedule of a grid model and the glue to ``holo3d.diffusion``'s samplers.
+"""GridDiffusion: the VP (DDPM) process of a grid model, as an ``nn.Module`` leaf.
 
-Holds the (T,) float64 alpha_bar schedule, draws training timesteps, noises clean grids, and runs any of the
-samplers with an x0-predicting ``denoise(x_t, t) -> x0``.
+A thin holder of a ``holo3d.diffusion.VPDiffusion``: draws training timesteps, noises clean grids,
+and runs any sampler of ``holo3d.diffusion.SAMPLERS`` by name with an x0-predicting
+``denoise(x_t, t) -> x0``.
 """
 
 from __future__ import annotations
@@ -11,49 +12,53 @@ from typing import Callable, Optional, Sequence
 import torch
 from torch import nn
 
-from holo3d.diffusion import (
-    alpha_bars,
-    karras_sigmas,
-    linear_betas,
-    q_sample,
-    sample_ddim,
-    sample_ddpm,
-    sample_euler,
-    sample_heun,
-    sample_timesteps,
-    vp_denoiser_as_sigma_denoiser,
-    vp_sigma_range,
-)
+from holo3d.diffusion import SAMPLERS, VPDiffusion, sample, sampler_spec
 
-SAMPLERS = ("ddpm", "ddim", "heun", "euler")
-# Default step counts when the caller gives none: DDPM runs the whole chain; the others are
-# few-step samplers.
-_DEFAULT_STEPS = {"ddim": 50, "heun": 18, "euler": 50}
+__all__ = ["GridDiffusion", "SAMPLERS"]
 
 
 class GridDiffusion(nn.Module):
-    """Linear-beta DDPM (Ho et al. 2020) over (B, F, D, H, W) grids."""
+    """Linear-beta DDPM (Ho et al. 2020) over (B, F, D, H, W) grids.
 
-    def __init__(self, num_steps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02):
+    Args:
+        num_steps / beta_start / beta_end: the linear beta schedule.
+        prediction: the U-Net's parameterisation (x0, eps or v), used by ``to_x0``.
+        clip_x0: x0 estimates are clamped to [-clip_x0, clip_x0] (grids live in [-1, 1]); None: off.
+    """
+
+    def __init__(
+        self,
+        num_steps: int = 1000,
+        beta_start: float = 1e-4,
+        beta_end: float = 0.02,
+        prediction: str = "x0",
+        clip_x0: Optional[float] = 1.0,
+    ):
         super().__init__()
-        self.num_steps = num_steps
         # A plain attribute, not a buffer: rebuilt from the config (checkpoints need not carry it)
-        # and kept in float64 whatever dtype the module is cast to; moved to a device on first use.
-        self._alpha_bars = alpha_bars(linear_betas(num_steps, beta_start, beta_end))  # (T,) float64
+        # and kept in float64 whatever dtype the module is cast to.
+        self.process = VPDiffusion(num_steps, "linear", beta_start, beta_end, prediction=prediction,
+                                   clip_x0=clip_x0)
+
+    @property
+    def num_steps(self) -> int:
+        return self.process.num_steps
 
     def schedule(self, device: Optional[torch.device] = None) -> torch.Tensor:
         """The (T,) float64 alpha_bar schedule on ``device``."""
-        if device is not None and self._alpha_bars.device != torch.device(device):
-            self._alpha_bars = self._alpha_bars.to(device)
-        return self._alpha_bars
+        return self.process.schedule(device)
 
     def sample_t(self, n: int, device: torch.device) -> torch.Tensor:
         """Training timesteps t ~ U{0, ..., T-1}, (n,) int64."""
-        return sample_timesteps(n, self.num_steps, device=device)
+        return self.process.sample_t(n, device)
 
     def noise(self, x0: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """x_t ~ q(x_t | x0) (DDPM eq. 4). x0: (B, ...), t: (B,) int64 -> (B, ...)."""
-        return q_sample(x0, t, self.schedule(x0.device), torch.randn_like(x0))
+        return self.process.noise(x0, t)
+
+    def to_x0(self, model_out: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The (clipped) x0 estimate from the U-Net's output in its parameterisation. (B, ...)."""
+        return self.process.to_x0(model_out, x_t, t)
 
     def sample(
         self,
@@ -67,25 +72,16 @@ class GridDiffusion(nn.Module):
         device: Optional[torch.device] = None,
         **sampler_kwargs,
     ) -> torch.Tensor:
-        """Draws grids of ``shape`` with one of ``SAMPLERS``.
+        """Draws grids of ``shape`` with the sampler named ``sampler`` (a key of ``SAMPLERS``).
 
-        ``ddpm`` runs all T ancestral steps; given fewer ``steps`` it runs DDIM with eta=1 over that
-        many spaced timesteps (the strided ancestral sampler). ``heun`` / ``euler`` integrate in
-        sigma space over Karras sigmas spanning the training schedule, through the VP adapter.
-        Extra keyword arguments (e.g. ``S_churn``) go to the sampler.
+        ``denoise(x_t, t) -> x0`` predicts x0 (clamped here to ``clip_x0``). ``ddpm`` runs all T
+        ancestral steps, or with fewer ``steps`` DDIM with eta=1 over that many spaced timesteps;
+        ``ddim`` uses ``eta``; ``heun`` / ``euler`` / ``dpmpp_2m`` integrate in sigma space over
+        Karras sigmas spanning the training schedule. Extra keyword arguments (e.g. ``S_churn``) go
+        to the sampler; ``steps=None`` takes the sampler's default.
         """
-        ab = self.schedule(device)
-        common = dict(generator=generator, device=device, callback=callback, **sampler_kwargs)
-        if sampler == "ddpm":
-            if steps is None or steps == self.num_steps:
-                return sample_ddpm(denoise, shape, ab, **common)
-            return sample_ddim(denoise, shape, ab, steps=steps, eta=1.0, **common)
-        if sampler not in SAMPLERS:
-            raise ValueError(f"unknown sampler {sampler!r}; expected one of {SAMPLERS}")
-        steps = steps or _DEFAULT_STEPS[sampler]
-        if sampler == "ddim":
-            return sample_ddim(denoise, shape, ab, steps=steps, eta=eta, **common)
-        sigmas = karras_sigmas(steps, *vp_sigma_range(ab))
-        sigma_denoise = vp_denoiser_as_sigma_denoiser(denoise, ab)
-        edm_sampler = sample_heun if sampler == "heun" else sample_euler
-        return edm_sampler(sigma_denoise, shape, sigmas, **common)
+        if sampler_spec(sampler).accepts("eta"):
+            sampler_kwargs = {"eta": eta, **sampler_kwargs}
+        x0_fn = lambda x_t, t, **cond: self.process.clip(denoise(x_t, t, **cond))  # noqa: E731
+        return sample(sampler, x0_fn, shape, self.process.alpha_bars, steps=steps, generator=generator,
+                      callback=callback, device=device, **sampler_kwargs)

@@ -9,7 +9,8 @@ Outputs in ``EXP/generated_samples/`` (every file written under a temporary name
     sample_XXX_progressive.mp4  the denoising animation (progressive_sampling_steps_per_render=k)
     sample_XXX.pt               the (F, D, H, W) grid (save_voxel_features=True; radiance grids)
     sample_XXX.ply              coloured mesh (export_mesh=True)
-    contact_sheet.png           every sample (rows) from a few fixed views (columns)
+    samples.npy                 (N, R, R, R) bool occupancy of every sample (voxel models)
+    contact_sheet.png           every sample with a video (rows) from a few fixed views (columns)
     manifest.json               settings, checkpoint and files of this run
 """
 
@@ -18,16 +19,19 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Dict, List
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
 from holo3d.sample.camera_path import make_turntable
 from holo3d.sample.contact_sheet import compose_sheet, sheet_view_indices, write_png
 from holo3d.sample.dataset_access import training_cameras_if_available
+from holo3d.diffusion import SAMPLERS
 from holo3d.models.protocol import FieldModel, GenerativeModel, OutputKind
 from holo3d.sample.experiment_loader import LoadedExperiment, load_experiment, output_dir
 from holo3d.sample.frame_renderer import render_views, resize_frames
@@ -36,11 +40,9 @@ from holo3d.sample.progressive import ProgressiveRenderer
 from holo3d.sample.input_checks import ExperimentLoadError, SettingsError
 from holo3d.sample.script_config import SampleConfig, optional_steps
 from holo3d.sample.video_writer import BackgroundVideoWriter, VideoWriter, video_backend
-from holo3d.io.atomic_file import open_atomic, write_text_atomic
+from holo3d.io.atomic_file import open_atomic, temporary_sibling, write_text_atomic
 
 logger = logging.getLogger(__name__)
-
-SAMPLERS = ("ddpm", "ddim", "heun", "euler")
 
 
 def check_settings(cfg: SampleConfig) -> None:
@@ -72,7 +74,8 @@ def generate_samples(cfg: SampleConfig) -> Path:
     out_dir = output_dir(loaded, cfg.output_dir, "generated_samples")
     out_dir.mkdir(parents=True, exist_ok=True)
     rows, files, seconds = _sample_and_write(cfg, loaded, cameras, out_dir)
-    files.append(write_png(out_dir / "contact_sheet.png", compose_sheet(rows)))
+    if rows:
+        files.append(write_png(out_dir / "contact_sheet.png", compose_sheet(rows)))
     _write_manifest(out_dir, cfg, loaded, note, files, seconds)
     logger.info("wrote %d samples to %s (%s)", cfg.num_samples, out_dir,
                 ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items()))
@@ -94,22 +97,61 @@ def _sample_and_write(cfg, loaded, cameras, out_dir):
     generator = torch.Generator(device=loaded.device).manual_seed(cfg.seed)
     columns = sheet_view_indices(cfg.n_frames if cameras is not None else 1, cfg.contact_sheet_views)
     rows, files, seconds, device = [], [], {}, loaded.device
+    n_videos = cfg.num_samples if cfg.max_videos < 0 else min(cfg.max_videos, cfg.num_samples)
+    voxels = VoxelArrayWriter(out_dir / "samples.npy", cfg.num_samples) if _writes_voxels(loaded.model) else None
     bar = tqdm(total=cfg.num_samples, desc="samples", unit="sample")
-    with bar, BackgroundVideoWriter() as videos:
+    with bar, BackgroundVideoWriter() as videos, voxels or contextlib.nullcontext():
         for start in range(0, cfg.num_samples, cfg.batch_size):
             n = min(cfg.batch_size, cfg.num_samples - start)
             with _timed(seconds, "sampling", device):
                 grids, progressive = _sample_batch(cfg, loaded, n, start, generator, cameras, out_dir)
             files += progressive
-            for b in range(n):
+            if voxels is not None:
+                with _timed(seconds, "writing samples.npy", device):
+                    voxels.write(start, grids)
+            for b in range(min(n, max(0, n_videos - start))):
                 with _timed(seconds, "rendering and meshes", device):
                     row, written = _write_sample(cfg, loaded, grids[b], start + b, cameras, out_dir, columns, videos)
                 rows.append(row)
                 files += written
-                bar.update(1)
+            bar.update(n)
         with _timed(seconds, "waiting for video encoding", device):
             files += videos.wait()
+    files += [voxels.path] if voxels is not None else []
     return rows, files, seconds
+
+
+def _writes_voxels(model: GenerativeModel) -> bool:
+    return model.output_kind == OutputKind.VOXELS
+
+
+class VoxelArrayWriter:
+    """Occupancy samples (B, 1, R, R, R) in [0, 1], thresholded at 0.5, into one (N, R, R, R) bool
+    ``.npy`` (the 3D metrics' input, ``python -m holo3d.eval.shape_metrics``), written through a
+    memory map under a temporary name and renamed when complete."""
+
+    def __init__(self, path: Path, n: int):
+        self.path, self.n, self.array = Path(path), n, None
+        self.partial = temporary_sibling(self.path)
+
+    def write(self, start: int, occupancy: torch.Tensor) -> None:
+        occupancy = occupancy.reshape(occupancy.shape[0], *occupancy.shape[-3:])  # (B, R, R, R)
+        if self.array is None:
+            self.array = np.lib.format.open_memmap(self.partial, mode="w+", dtype=np.bool_,
+                                                   shape=(self.n, *occupancy.shape[1:]))
+        self.array[start : start + occupancy.shape[0]] = (occupancy > 0.5).cpu().numpy()
+
+    def __enter__(self) -> "VoxelArrayWriter":
+        return self
+
+    def __exit__(self, exc_type, *exc) -> None:
+        if self.array is not None:
+            self.array.flush()
+            self.array = None
+        if exc_type is None:
+            os.replace(self.partial, self.path)
+        else:
+            self.partial.unlink(missing_ok=True)
 
 
 def _check_can_sample(model: torch.nn.Module, cfg: SampleConfig) -> None:
@@ -152,9 +194,10 @@ def _chunk_size(cfg, model: GenerativeModel) -> int:
 def _sampler_kwargs(cfg: SampleConfig, model: GenerativeModel, n: int) -> Dict:
     kwargs = {"sampler": cfg.sampler, "steps": optional_steps(cfg.steps), "eta": cfg.eta,
               "cond": model.conditions(n, cfg.label)}
+    options = SAMPLERS[cfg.sampler].options
     if cfg.guidance != 1.0:
         kwargs["guidance_scale"] = cfg.guidance
-    if cfg.sampler in ("heun", "euler") and cfg.s_churn > 0:
+    if "S_churn" in options and cfg.s_churn > 0:
         kwargs["S_churn"] = cfg.s_churn
     return kwargs
 

@@ -57,8 +57,9 @@ class TurntableConfig:
 class SampleConfig(LoadConfig, TurntableConfig):
     """generate_samples.py: unconditional samples -> EXP/generated_samples/.
 
-    sampler / steps / eta / s_churn: ddpm (all T steps unless ``steps``), ddim (eta), heun or euler
-        (EDM sigma-space, optional stochastic churn ``s_churn``); steps=0 -> the sampler's default.
+    sampler / steps / eta / s_churn: a name of ``holo3d.diffusion.SAMPLERS``: ddpm (all T steps unless
+        ``steps``), ddim (eta), heun or euler (EDM sigma-space, optional stochastic churn
+        ``s_churn``), dpmpp_2m (DPM-Solver++(2M)); steps=0 -> the sampler's default.
     batch_size: grids sampled together (one sampler call).
     render_size / video_size: frames are rendered at render_size (H, W), videos are written at
         video_size (resized).
@@ -70,6 +71,8 @@ class SampleConfig(LoadConfig, TurntableConfig):
     cuda_graph: replay the U-Net as a CUDA graph while sampling (GPU only; ~2.5x faster chains).
     mesh_resolution / mesh_threshold: marching-cubes lattice size and density level (0: chosen
         per sample by Otsu's method, since density scales differ between trained models).
+    max_videos: turntable videos (and contact-sheet rows) for the first K samples only (-1: all),
+        e.g. for 1000 voxel samples written to samples.npy for the 3D metrics.
     label: the condition of conditional models (e.g. a category name); empty: unconditional.
     guidance: classifier-free guidance scale of conditional models (1: the conditional model alone).
     """
@@ -92,6 +95,7 @@ class SampleConfig(LoadConfig, TurntableConfig):
     progressive_sampling_steps_per_render: int = 0
     contact_sheet_views: int = 4
     cuda_graph: bool = True
+    max_videos: int = -1
     label: str = ""
     guidance: float = 1.0
     output_dir: str = ""  # default EXP/generated_samples

@@ -12,7 +12,15 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from holo3d.diffusion import alpha_bar_from_sigma, alpha_bars, as_coef, linear_betas, t_to_sigma
+from holo3d.diffusion import (
+    alpha_bar_at,
+    alpha_bars,
+    as_coef,
+    edm_preconditioning,
+    eps_from_x0,
+    linear_betas,
+    v_from_x0,
+)
 
 
 @dataclass
@@ -28,13 +36,28 @@ class GaussianData:
 
     def vp_denoiser(self, x_t, t):
         """E[x0 | x_t], x_t = sqrt(ab) x0 + sqrt(1-ab) eps; fractional t via log-sigma interpolation."""
-        if t.is_floating_point():
-            ab = alpha_bar_from_sigma(t_to_sigma(t.double(), self.alpha_bars))
-        else:
-            ab = self.alpha_bars.to(t.device)[t]
-        a = as_coef(ab, x_t)
+        a = as_coef(alpha_bar_at(t, self.alpha_bars), x_t)
         gain = self.sd**2 * a.sqrt() / (a * self.sd**2 + 1 - a)
         return self.mu + gain * (x_t - a.sqrt() * self.mu)
+
+    def vp_network(self, prediction):
+        """The ideal network of a VP model predicting x0, eps or v: ``net(x_t, t) -> output``."""
+        def net(x_t, t):
+            x0 = self.vp_denoiser(x_t, t)
+            if prediction == "x0":
+                return x0
+            convert = eps_from_x0 if prediction == "eps" else v_from_x0
+            return convert(x_t, x0, alpha_bar_at(t, self.alpha_bars))
+        return net
+
+    def edm_network(self, sigma_data):
+        """The ideal raw EDM network F(c_in x, c_noise) = (D*(x; sigma) - c_skip x) / c_out (eq. 7)."""
+        def raw(x_in, c_noise):
+            sigma = (4 * c_noise).exp()
+            c_skip, c_out, c_in, _ = (as_coef(c, x_in) for c in edm_preconditioning(sigma, sigma_data))
+            x = x_in / c_in
+            return (self.sigma_denoiser(x, sigma) - c_skip * x) / c_out
+        return raw
 
     def predicted_std(self, sigmas, heun, start_std=None, S_churn=0.0, S_tmin=0.0,
                       S_tmax=math.inf, S_noise=1.0):

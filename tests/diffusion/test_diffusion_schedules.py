@@ -1,4 +1,4 @@
-"""Schedules: closed-form values, monotonicity, Karras endpoints, sigma <-> t round trips."""
+"""Schedules: broadcasting, noise draws, closed-form values, Karras endpoints, sigma <-> t maps."""
 
 import math
 
@@ -7,18 +7,44 @@ import pytest
 import torch
 
 from holo3d.diffusion import (
+    EDMSchedule,
+    alpha_bar_at,
     alpha_bar_from_sigma,
     alpha_bars,
+    append_dims,
+    as_coef,
     betas_from_alpha_bars,
     cosine_betas,
     karras_sigmas,
     linear_betas,
+    posterior_coefficients,
+    randn,
     sigma_to_t,
     spaced_timesteps,
     t_to_sigma,
     vp_sigma_range,
     vp_sigmas,
 )
+
+
+def test_append_dims_and_as_coef():
+    t = torch.arange(3)
+    assert append_dims(t, 5).shape == (3, 1, 1, 1, 1)
+    assert append_dims(t, 1).shape == (3,)
+    with pytest.raises(ValueError):
+        append_dims(torch.zeros(2, 2), 1)
+    x = torch.zeros(3, 2, 4, 4, dtype=torch.float32)
+    c = as_coef(torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64), x)
+    assert c.shape == (3, 1, 1, 1) and c.dtype == torch.float32
+    assert as_coef(0.5, x).ndim == 0
+
+
+def test_randn_reproducible_in_any_dtype():
+    a = randn((2, 3), generator=torch.Generator().manual_seed(0))
+    b = randn((2, 3), generator=torch.Generator().manual_seed(0), dtype=torch.bfloat16)
+    assert a.dtype == torch.float32 and b.dtype == torch.bfloat16
+    torch.testing.assert_close(b, a.to(torch.bfloat16))  # same draw, rounded: not a bf16 draw
+    assert torch.equal(a, torch.randn(2, 3, generator=torch.Generator().manual_seed(0)))
 
 
 def test_linear_alpha_bars_closed_form():
@@ -71,6 +97,20 @@ def test_karras_sigmas_endpoints(rho):
     assert karras_sigmas(1, 0.002, 80.0).tolist() == [80.0, 0.0]
 
 
+def test_posterior_first_step_is_x0():
+    ab = alpha_bars(linear_betas())
+    c_x0, c_xt, beta_tilde = posterior_coefficients(ab)
+    assert c_x0[0].item() == pytest.approx(1.0) and c_xt[0].item() == 0 and beta_tilde[0].item() == 0
+    assert torch.all(beta_tilde[1:] > 0) and torch.all(beta_tilde[1:] <= linear_betas()[1:])
+
+
+def test_edm_schedule():
+    sched = EDMSchedule()
+    torch.testing.assert_close(sched.sigmas(18), karras_sigmas(18, 0.002, 80.0, 7.0))
+    with pytest.raises(ValueError, match="sigma_min"):
+        EDMSchedule(sigma_min=1.0, sigma_max=0.5)
+
+
 def test_spaced_timesteps():
     ts = spaced_timesteps(1000, 50)
     assert ts.dtype == torch.int64 and len(ts) == 50 and ts[0] == 999 and ts[-1] == 0
@@ -96,3 +136,12 @@ def test_sigma_t_round_trips():
         math.sqrt(sig[10].item() * sig[11].item()))
     # out of range sigmas clamp to the ends
     assert sigma_to_t(torch.tensor([0.0, 1e-6, 1e6]), ab).tolist() == [0.0, 0.0, 999.0]
+
+
+def test_alpha_bar_at_integer_and_fractional():
+    ab = alpha_bars(linear_betas())
+    t = torch.tensor([0, 17, 999])
+    torch.testing.assert_close(alpha_bar_at(t, ab), ab[t])
+    torch.testing.assert_close(alpha_bar_at(t.double(), ab), ab[t])  # float t on the grid: exact
+    mid = alpha_bar_at(torch.tensor([17.5], dtype=torch.float64), ab).item()
+    assert ab[18].item() < mid < ab[17].item()
