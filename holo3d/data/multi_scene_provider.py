@@ -6,8 +6,10 @@ val uses a fixed epoch so every validation sees the same batches. test: the data
 multi-scene batches like val.
 """
 
+import atexit
 import signal
 import warnings
+import weakref
 from typing import Optional
 
 from pytorch3d.implicitron.dataset.data_loader_map_provider import DataLoaderMap, DataLoaderMapProviderBase
@@ -109,7 +111,7 @@ class MultiSceneDataLoaderMapProvider(DataLoaderMapProviderBase):
         if self.num_workers > 0:
             workers = {"persistent_workers": self.persistent_workers, "prefetch_factor": self.prefetch_factor,
                        "worker_init_fn": ignore_stop_signals}
-        return DataLoader(
+        loader = DataLoader(
             dataset,
             batch_sampler=batch_sampler,
             num_workers=self.num_workers,
@@ -117,6 +119,9 @@ class MultiSceneDataLoaderMapProvider(DataLoaderMapProviderBase):
             collate_fn=collate_pinnable,
             **workers,
         )
+        if self.num_workers > 0 and self.persistent_workers:
+            _shut_down_at_exit(loader)
+        return loader
 
 
 def held_out_frames(scenes, frames_per_scene: int, split: str) -> Optional[int]:
@@ -133,6 +138,24 @@ def held_out_frames(scenes, frames_per_scene: int, split: str) -> Optional[int]:
     warnings.warn(f"{split} split: no sequence has frames_per_scene={frames_per_scene} frames; "
                   f"{split} batches use {longest} frames per scene (the longest sequence)")
     return longest
+
+
+def _shut_down_at_exit(loader: DataLoader) -> None:
+    """Stops a loader's persistent workers cleanly when the interpreter exits.
+
+    The workers ignore SIGTERM (below), and at exit multiprocessing terminates daemonic children with
+    SIGTERM and joins them: without this the process would hang there. An atexit hook registered
+    now runs before multiprocessing's (LIFO) and asks the workers to finish through their queues.
+    """
+    ref = weakref.ref(loader)
+
+    def shut_down() -> None:
+        live = ref()
+        iterator = getattr(live, "_iterator", None) if live is not None else None
+        if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+            iterator._shutdown_workers()  # torch's own clean shutdown (poison pills + join)
+
+    atexit.register(shut_down)
 
 
 def ignore_stop_signals(worker_id: int) -> None:

@@ -57,3 +57,38 @@ def test_held_out_splits_with_short_sequences_validate_on_what_is_there():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert held_out_frames({"a": list(range(20))}, 16, "val") == 16
+
+
+_WORKER_SCRIPT = """
+import sys, torch
+from pytorch3d.implicitron.dataset.frame_data import FrameData
+from pytorch3d.implicitron.dataset.dataset_map_provider import DatasetMap
+from pytorch3d.implicitron.tools.config import expand_args_fields
+from holo3d.data.multi_scene_provider import MultiSceneDataLoaderMapProvider
+
+class Scenes(torch.utils.data.Dataset):
+    def __len__(self): return 12
+    def __getitem__(self, i):
+        return FrameData(frame_number=torch.tensor(i), sequence_name=f"s{i // 4}", image_rgb=torch.rand(3, 4, 4))
+    def sequence_names(self): return ["s0", "s1", "s2"]
+    def sequence_indices_in_order(self, name): return range(int(name[1]) * 4, int(name[1]) * 4 + 4)
+    def get_eval_batches(self): return None
+
+expand_args_fields(MultiSceneDataLoaderMapProvider)
+provider = MultiSceneDataLoaderMapProvider(num_workers=2, frames_per_scene=2, scenes_per_batch=2)
+loaders = provider.get_data_loader_map(DatasetMap(train=Scenes(), val=None, test=None))
+print(next(iter(loaders.train)).image_rgb.shape, flush=True)
+"""
+
+
+def test_persistent_workers_that_ignore_sigterm_do_not_hang_the_exit(tmp_path):
+    """The loader's workers ignore SIGTERM (the main process handles stops); multiprocessing's exit
+    handler SIGTERMs and joins daemonic children, which used to hang the interpreter forever."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "loader_exit.py"
+    script.write_text(_WORKER_SCRIPT)
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "torch.Size([4, 3, 4, 4])" in result.stdout
