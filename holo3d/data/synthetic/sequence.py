@@ -7,6 +7,7 @@ turn it into files. Everything in it is a deterministic function of (spec, categ
 from __future__ import annotations
 
 import zlib
+from typing import Optional
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,7 +28,7 @@ class RenderedSequence:
     sequence_set: "train", "dev" or "test" (CO3Dv2's sequence sets).
     obj: the object (parts in the world frame).
     cameras: the V cameras.
-    views: the V renders.
+    views: the V renders (None when generated for a format without images).
     image_size: (H, W).
     """
 
@@ -37,7 +38,7 @@ class RenderedSequence:
     sequence_set: str
     obj: SyntheticObject
     cameras: OrbitCameras
-    views: RenderedViews
+    views: Optional[RenderedViews]
     image_size: tuple
 
 
@@ -53,12 +54,17 @@ def sequence_rngs(seed: int, category: str, index: int):
     return np.random.default_rng(object_seq), np.random.default_rng(camera_seq)
 
 
-def render_sequence(spec: SyntheticSpec, category: str, index: int, device: str = "cpu") -> RenderedSequence:
-    """Builds and renders sequence ``index`` of ``category``."""
+def render_sequence(
+    spec: SyntheticSpec, category: str, index: int, device: str = "cpu", render: bool = True
+) -> RenderedSequence:
+    """Builds and renders sequence ``index`` of ``category`` (``render=False``: views is None, for
+    writers that store no images)."""
     object_rng, camera_rng = sequence_rngs(spec.seed, category, index)
     obj = make_object(category, object_rng, radius=spec.object_radius)
     cameras = sample_orbit(camera_rng, spec.frames, object_radius=spec.object_radius)
-    views = render_views(obj.mesh(), cameras, spec.image_size, background=spec.background, device=device)
+    views = None
+    if render:
+        views = render_views(obj.mesh(), cameras, spec.image_size, background=spec.background, device=device)
     return RenderedSequence(
         name=sequence_name(category, index),
         category=category,

@@ -46,6 +46,8 @@ IMNET_FOLDER = "imnet"
 class VoxelWriter:
     """DatasetWriter for the voxel layouts above; grids are kept bit-packed until ``finish``."""
 
+    needs_renders = False  # occupancy only: generation skips rendering for this format
+
     def __init__(self, root: str, spec: SyntheticSpec) -> None:
         unknown = [c for c in spec.categories if c not in SYNSETS]
         if unknown:

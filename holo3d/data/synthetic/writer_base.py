@@ -13,7 +13,13 @@ from holo3d.data.synthetic.spec import SyntheticSpec
 
 
 class DatasetWriter(Protocol):
-    """Writes a dataset under ``root`` (a fresh directory) for ``spec``."""
+    """Writes a dataset under ``root`` (a fresh directory) for ``spec``.
+
+    ``needs_renders`` (class attribute, default True): False for formats that store no images (the
+    voxel writer), so generation skips rendering for them.
+    """
+
+    needs_renders: bool
 
     def __init__(self, root: str, spec: SyntheticSpec) -> None: ...
 
