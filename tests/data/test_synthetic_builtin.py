@@ -18,7 +18,7 @@ def small_tiny_preset(monkeypatch):
 def test_ensure_generates_once_with_a_message(tmp_path, capsys, small_tiny_preset):
     root = str(tmp_path / "builtin_tiny")
     assert builtin.ensure_builtin_dataset(root, "tiny") == root
-    assert "built-in dataset 'tiny' not found" in capsys.readouterr().err
+    assert "built-in dataset 'tiny' (co3d format) not found" in capsys.readouterr().err
     assert read_manifest(root)["preset"] == "tiny"
     assert sorted(os.listdir(tmp_path)) == ["builtin_tiny", "builtin_tiny.lock"]  # no partial left over
     mtime = os.path.getmtime(os.path.join(root, generate.MANIFEST))
