@@ -8,12 +8,13 @@
     tensor_batch.TensorBatch                    non-image batches (voxels + labels, ...)
     voxels.VoxelDataSource                      ShapeNet voxels: IM-NET hdf5 / course npy (registered)
     nmr.NmrDatasetMapProvider                   NMR / DVR 24-view ShapeNet, folder or zip (registered)
+    srn.SrnDatasetMapProvider                   SRN cars / chairs (registered)
     synthetic/                                  the built-in procedural dataset and its writers
 
 The registering modules are imported here so that registration never depends on import order.
 """
 
-from holo3d.data import data_source, multi_scene_provider, nmr, robust_dataset, voxels  # noqa: F401  (registration)
+from holo3d.data import data_source, multi_scene_provider, nmr, robust_dataset, srn, voxels  # noqa: F401  (registration)
 from holo3d.data.data_source import Holo3DDataSource
 from holo3d.data.multi_scene_provider import MultiSceneDataLoaderMapProvider
 from holo3d.data.multi_scene_sampler import MultiSceneBatchSampler
