@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Few-view reconstructions of held-out sequences: renders, turntables and image metrics.
+"""Few-view reconstructions of held-out sequences: renders, turntables and image metrics
+(also installed as ``holo3d-reconstruct``).
 
     python visualize_reconstruction.py exp_dir=EXP n_source_views=K sequences=[seq_a,seq_b] split=test
 
@@ -8,18 +9,7 @@ views and a turntable, and writes EXP/reconstructions/ (metrics.json, side-by-si
 All keys: holo3d/sample/script_config.py (ReconstructionConfig).
 """
 
-import hydra
-
-from holo3d.sample.script_config import register_script_configs
-from holo3d.sample.script_runner import run_script
-
-register_script_configs()
-
-
-@hydra.main(config_path=None, config_name="visualize_reconstruction", version_base="1.3")
-def main(cfg) -> None:
-    run_script("holo3d.sample.reconstruct:visualize_reconstruction", cfg, "visualize_reconstruction.py")
-
+from holo3d.cli import reconstruct_main
 
 if __name__ == "__main__":
-    main()
+    reconstruct_main()

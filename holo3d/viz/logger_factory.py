@@ -1,4 +1,7 @@
-"""Picks the experiment logger by name (the ``logger=visdom|tensorboard|none`` config choice)."""
+"""Picks the experiment logger by name (the ``logger=visdom|tensorboard|wandb|none`` config choice).
+
+wandb is an optional extra (``pip install 'holo3d[wandb]'``): choosing it without the package fails
+at start with that instruction; nothing else imports it."""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ from typing import Any
 
 from holo3d.viz.logger_base import ExperimentLogger
 
-LOGGER_KINDS = ("visdom", "tensorboard", "none")
+LOGGER_KINDS = ("visdom", "tensorboard", "wandb", "none")
 
 
 def make_logger(kind: str, exp_dir: str | Path, **kwargs: Any) -> ExperimentLogger:
@@ -25,6 +28,10 @@ def make_logger(kind: str, exp_dir: str | Path, **kwargs: Any) -> ExperimentLogg
         from holo3d.viz.tensorboard_logger import TensorBoardLogger
 
         return TensorBoardLogger(exp_dir, **kwargs)
+    if kind == "wandb":
+        from holo3d.viz.wandb_logger import WandbLogger
+
+        return WandbLogger(exp_dir, **kwargs)
     if kind == "none":
         return ExperimentLogger()
     raise ValueError(f"unknown logger {kind!r}; choose one of {LOGGER_KINDS}")

@@ -112,7 +112,7 @@ def test_tensorboard_bad_input_warns_once_and_does_not_raise(tmp_path, caplog):
 def test_factory_kinds(tmp_path):
     assert type(make_logger("none", tmp_path)) is ExperimentLogger
     with pytest.raises(ValueError, match="unknown logger"):
-        make_logger("wandb", tmp_path)
+        make_logger("mlflow", tmp_path)
 
 
 def test_gif_encoding_is_animated():
