@@ -9,11 +9,9 @@ from __future__ import annotations
 from typing import Dict, Optional, Tuple
 
 import torch
-from torchmetrics.functional.image import (
-    multiscale_structural_similarity_index_measure,
-    peak_signal_noise_ratio,
-    structural_similarity_index_measure,
-)
+
+# torchmetrics is imported inside the functions: importing it (and the torchvision it pulls in)
+# costs seconds, which every ``import holo3d.eval`` would pay, e.g. the 3D metrics command.
 
 # Wang et al. 2003's five scale weights; fewer scales keep the first ones (renormalised).
 MS_SSIM_BETAS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
@@ -22,6 +20,8 @@ SSIM_KERNEL = 11
 
 def psnr(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
     """PSNR in dB over whole images, data range 1: (B, C, H, W) x2 -> (B,)."""
+    from torchmetrics.functional.image import peak_signal_noise_ratio
+
     return peak_signal_noise_ratio(
         pred.float(), gt.float(), data_range=1.0, reduction="none", dim=(1, 2, 3)
     )
@@ -41,6 +41,8 @@ def masked_psnr(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor) -> tor
 
 def ssim(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
     """SSIM (11x11 Gaussian window, data range 1): (B, C, H, W) x2 -> (B,)."""
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
     return structural_similarity_index_measure(
         pred.float(), gt.float(), data_range=1.0, reduction="none", kernel_size=SSIM_KERNEL
     )
@@ -67,6 +69,8 @@ def ms_ssim(pred: torch.Tensor, gt: torch.Tensor) -> Tuple[Optional[torch.Tensor
         return None, 0
     betas = torch.tensor(MS_SSIM_BETAS[:n])
     betas = tuple((betas / betas.sum()).tolist())
+    from torchmetrics.functional.image import multiscale_structural_similarity_index_measure
+
     value = multiscale_structural_similarity_index_measure(
         pred.float(), gt.float(), data_range=1.0, reduction="none", kernel_size=SSIM_KERNEL,
         betas=betas,

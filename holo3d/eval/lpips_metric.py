@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Optional
 
 import torch
-import torchvision
 
 # LPIPS net type -> (torchvision weights enum) of its backbone.
 _BACKBONE_WEIGHTS = {
@@ -26,6 +25,8 @@ def lpips_weights_path(net_type: str = "alex") -> Path:
     """Where torchvision looks for the backbone checkpoint: $TORCH_HOME/hub/checkpoints/<file>."""
     if net_type not in _BACKBONE_WEIGHTS:
         raise ValueError(f"LPIPS net_type={net_type!r}; expected one of {sorted(_BACKBONE_WEIGHTS)}")
+    import torchvision  # here, not at module level: see image_metrics on import cost
+
     weights = getattr(torchvision.models, _BACKBONE_WEIGHTS[net_type]).DEFAULT
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
 
