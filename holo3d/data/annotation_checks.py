@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import gzip
 import json
+import math
 import typing
 from typing import Any, Iterable, List
 
@@ -113,11 +114,31 @@ def _check_frame_semantics(entry: dict, where: str, require_mask_mass: bool) -> 
             f"{where}: field 'viewpoint.intrinsics_format' is {viewpoint['intrinsics_format']!r}, "
             f"expected one of {INTRINSICS_FORMATS}"
         )
+    if viewpoint:
+        _check_finite_camera(viewpoint, where)
     mask = entry.get("mask")
     if require_mask_mass and mask is not None and mask.get("mass") is None:
         raise AnnotationError(
             f"{where}: field 'mask.mass' is missing; remove_empty_masks needs it (or set remove_empty_masks=False)"
         )
+
+
+def _check_finite_camera(viewpoint: dict, where: str) -> None:
+    """A NaN / infinite camera parameter (JSON allows NaN and Infinity) makes every ray of the frame
+    non-finite, which only shows up as non-finite losses much later."""
+    for name in ("R", "T", "focal_length", "principal_point"):
+        bad = [v for v in _numbers(viewpoint.get(name)) if not math.isfinite(v)]
+        if bad:
+            raise AnnotationError(f"{where}: field 'viewpoint.{name}' holds a non-finite value ({bad[0]}): "
+                                  f"{viewpoint.get(name)!r}")
+
+
+def _numbers(value: Any) -> Iterable[float]:
+    if isinstance(value, float):
+        yield value
+    elif isinstance(value, list):
+        for item in value:
+            yield from _numbers(item)
 
 
 def _check(value: Any, type_: Any, where: str, field: str) -> None:

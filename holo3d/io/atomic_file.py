@@ -59,3 +59,22 @@ def temporary_sibling(path: Path) -> Path:
     for writers such as video encoders that need a file name rather than a stream."""
     path = Path(path)
     return path.with_name(f".{path.stem}.partial{path.suffix}")
+
+
+def probe_writable(folder: Path) -> Path:
+    """Creates ``folder`` and writes, fsyncs and deletes a small file in it, so an unwritable
+    destination (read-only or immutable folder, a file in the way, a full disk) is found before any
+    work is spent. Raises the OSError of the failing step (callers name their setting)."""
+    folder = Path(folder)
+    probe = folder / f".write_test_{os.getpid()}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(probe, "wb") as stream:
+            stream.write(b"ok")
+            os.fsync(stream.fileno())
+        probe.unlink()
+    except OSError:
+        with contextlib.suppress(OSError):
+            probe.unlink(missing_ok=True)  # a full disk may leave it half-written
+        raise
+    return folder

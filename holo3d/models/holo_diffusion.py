@@ -176,10 +176,23 @@ class HoloDiffusionModel(  # pyre-ignore[13]
             )
 
     def _check_config(self) -> None:
+        """Refuses values that would fail late (deep in a step, naming no key) or train nonsense."""
         if self.n_targets < 1 or self.n_targets_eval < 1:
             raise ValueError(f"n_targets={self.n_targets}, n_targets_eval={self.n_targets_eval}: need >= 1")
-        if not 0.0 <= self.bootstrap_prob <= 1.0:
-            raise ValueError(f"bootstrap_prob={self.bootstrap_prob} must be in [0, 1]")
+        problems = [f"{key}={getattr(self, key)} (must be >= 1)"
+                    for key in ("grid_resolution", "feature_size", "n_rays_per_target", "num_diffusion_steps",
+                                "chunk_size_eval") if getattr(self, key) < 1]
+        problems += [f"{key}={getattr(self, key)} (must be >= 0)"
+                     for key in ("render_size_eval", "x0_loss_weight", "mask_loss_weight", "coarse_loss_weight")
+                     if getattr(self, key) < 0]
+        problems += [f"{key}={getattr(self, key)} (must be in [0, 1])"
+                     for key in ("bootstrap_prob", "ray_fg_weight", "mask_threshold") if not 0.0 <= getattr(self, key) <= 1.0]
+        if self.volume_extent <= 0:
+            problems.append(f"volume_extent={self.volume_extent} (must be > 0)")
+        if not 0.0 < self.beta_start <= self.beta_end < 1.0:
+            problems.append(f"beta_start={self.beta_start}, beta_end={self.beta_end} (need 0 < beta_start <= beta_end < 1)")
+        if problems:
+            raise ValueError("model_HoloDiffusionModel_args: " + "; ".join(problems))
         if self.use_diffusion and not self.use_unet:
             raise ValueError("use_diffusion=True needs use_unet=True (the U-Net is the denoiser)")
 
@@ -257,6 +270,10 @@ class HoloDiffusionModel(  # pyre-ignore[13]
     @property
     def input_fg_threshold(self) -> Optional[float]:
         return self._fg_threshold
+
+    @property
+    def max_denoise_from_t(self) -> int:
+        return self.num_diffusion_steps - 1 if self.can_sample else 0
 
     @property
     def background(self) -> Tuple[float, float, float]:

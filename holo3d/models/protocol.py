@@ -9,7 +9,7 @@ no attribute probing, no guessed defaults.
                 min_frames_per_scene
     Renderable  output_kind, scene_extent, render_chunk_size, render_samples(...)
     Generative  can_sample, sample(...), conditions(...), sampling_accelerated(...), preview_frames(...)
-    Reconstruct input_fg_threshold, background, reconstruct_from_views(...)
+    Reconstruct input_fg_threshold, background, max_denoise_from_t, reconstruct_from_views(...)
     Field       query_field(...) (radiance grids: meshes, occupancy for 3D metrics)
 
 Samples are whatever the model generates: feature grids (B, F, D, H, W) for radiance-grid models,
@@ -170,6 +170,12 @@ class ReconstructionModel(RenderableModel):
     def background(self) -> Tuple[float, float, float]:
         """Colour renders have where nothing is, and the colour inputs are composited on."""
         return (1.0, 1.0, 1.0)
+
+    @property
+    def max_denoise_from_t(self) -> int:
+        """The largest ``denoise_from_t`` that ``reconstruct_from_views`` accepts (0: it cannot
+        denoise, e.g. no diffusion model)."""
+        return 0
 
     def reconstruct_from_views(
         self,

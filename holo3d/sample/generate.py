@@ -37,7 +37,7 @@ from holo3d.sample.experiment_loader import LoadedExperiment, load_experiment, o
 from holo3d.sample.frame_renderer import render_views, resize_frames
 from holo3d.sample.mesh_export import extract_mesh, save_mesh_ply
 from holo3d.sample.progressive import ProgressiveRenderer
-from holo3d.sample.input_checks import ExperimentLoadError, SettingsError
+from holo3d.sample.input_checks import ExperimentLoadError, SettingsError, ensure_writable_dir
 from holo3d.sample.script_config import SampleConfig, optional_steps
 from holo3d.sample.video_writer import BackgroundVideoWriter, VideoWriter, video_backend
 from holo3d.io.atomic_file import open_atomic, temporary_sibling, write_text_atomic
@@ -54,11 +54,15 @@ def check_settings(cfg: SampleConfig) -> None:
         size = list(getattr(cfg, key))
         if len(size) != 2 or min(size) < 1:
             problems.append(f"{key}={size} (expected [H, W] of positive integers)")
-    for key in ("num_samples", "batch_size", "n_frames", "fps", "mesh_resolution"):
+    for key in ("num_samples", "batch_size", "n_frames", "fps", "mesh_resolution", "contact_sheet_views"):
         if getattr(cfg, key) < 1:
             problems.append(f"{key}={getattr(cfg, key)} (must be >= 1)")
-    if cfg.progressive_sampling_steps_per_render < 0:
-        problems.append("progressive_sampling_steps_per_render must be >= 0")
+    # 0 means "the default" for these; a negative value was silently treated as 0 before
+    for key in ("progressive_sampling_steps_per_render", "steps", "eta", "s_churn", "chunk_size", "guidance"):
+        if getattr(cfg, key) < 0:
+            problems.append(f"{key}={getattr(cfg, key)} (must be >= 0)")
+    if cfg.max_videos < -1:
+        problems.append(f"max_videos={cfg.max_videos} (-1 for all, or >= 0)")
     if problems:
         raise SettingsError("invalid settings: " + "; ".join(problems))
 
@@ -69,10 +73,11 @@ def generate_samples(cfg: SampleConfig) -> Path:
     video_backend()  # no encoder -> fail now, not after sampling
     loaded = load_experiment(cfg.exp_dir, cfg.epoch, cfg.use_ema, cfg.device)
     _check_can_sample(loaded.model, cfg)
+    out_dir = ensure_writable_dir(output_dir(loaded, cfg.output_dir, "generated_samples"),
+                                  "output_dir" if cfg.output_dir else "exp_dir (its generated_samples folder)")
+    check_frame_memory(cfg, loaded.device, has_cameras=loaded.model.scene_extent > 0)
     cameras, note = _turntable(cfg, loaded)
     logger.info(note)
-    out_dir = output_dir(loaded, cfg.output_dir, "generated_samples")
-    out_dir.mkdir(parents=True, exist_ok=True)
     rows, files, seconds = _sample_and_write(cfg, loaded, cameras, out_dir)
     if rows:
         files.append(write_png(out_dir / "contact_sheet.png", compose_sheet(rows)))
@@ -80,6 +85,38 @@ def generate_samples(cfg: SampleConfig) -> Path:
     logger.info("wrote %d samples to %s (%s)", cfg.num_samples, out_dir,
                 ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items()))
     return out_dir
+
+
+def check_frame_memory(cfg: SampleConfig, device: torch.device, has_cameras: bool = True) -> None:
+    """SettingsError when one sample's frames cannot fit, before any sampling: render_views keeps
+    every frame of a turntable (rgb + depth + opacity, float32) on the device, resized video
+    frames are made there too, and the background encoder holds up to 6 videos as uint8 on the
+    host. A huge render_size used to fail only after all the sampling was done."""
+    frames = cfg.n_frames if has_cameras else 1
+    h, w = cfg.render_size
+    vh, vw = cfg.video_size
+    on_device = frames * 4 * (5 * h * w + 3 * vh * vw)
+    on_host = 6 * frames * 3 * vh * vw + (on_device if device.type == "cpu" else 0)
+    for where, needed, free in (("device", on_device, _free_memory(device)),
+                                ("host", on_host, _free_memory(torch.device("cpu")))):
+        if free is not None and needed > 0.9 * free:
+            raise SettingsError(
+                f"render_size={list(cfg.render_size)}, video_size={list(cfg.video_size)}, n_frames={frames}: "
+                f"rendering one sample needs about {needed / 2**30:.1f} GiB of {where} memory, "
+                f"{free / 2**30:.1f} GiB is free; lower render_size / video_size / n_frames"
+            )
+
+
+def _free_memory(device: torch.device):
+    """Free bytes on ``device`` (host: MemAvailable), or None where it cannot be told."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo") as info:
+            fields = dict(line.split(":", 1) for line in info)
+        return int(fields["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return None
 
 
 @contextlib.contextmanager

@@ -3,16 +3,20 @@
 ``ExperimentLoadError`` (the experiment folder), ``SettingsError`` (a script setting) and
 ``MissingDependencyError`` (this machine) carry one line naming what is missing or wrong; the entry points print it and exit with status 2.
 ``preflight_exp_dir`` checks what needs only the file system, so a wrong path is reported at once
-instead of after seconds of importing torch.
+instead of after seconds of importing torch; ``ensure_writable_dir`` proves an output folder
+writable before any sample is computed.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
+from holo3d.io.atomic_file import probe_writable
+
 # The checkpoint naming of holo3d.train.checkpoint (not imported: it pulls in torch).
-_CHECKPOINT_NAME = re.compile(r"^epoch_(\d{5,})\.pth$")
+_CHECKPOINT_NAME = re.compile(r"^epoch_(\d{5,})(?:_iter_(\d{8,}))?\.pth$")
 
 
 class ExperimentLoadError(RuntimeError):
@@ -42,3 +46,12 @@ def preflight_exp_dir(exp_dir: str) -> Path:
             "train it first with experiment.py"
         )
     return folder
+
+
+def ensure_writable_dir(folder: Path, key: str) -> Path:
+    """``probe_writable`` (holo3d.io): an unwritable destination is reported before minutes of
+    sampling, as a SettingsError naming ``key``."""
+    try:
+        return probe_writable(folder)
+    except OSError as error:
+        raise SettingsError(f"{key}: {folder} is not writable ({error.strerror or error})") from None

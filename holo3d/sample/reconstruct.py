@@ -23,7 +23,7 @@ from holo3d.sample.camera_path import make_turntable
 from holo3d.sample.dataset_access import build_data_source, dataset_unavailable_reason, sequence_frames
 from holo3d.models.protocol import GenerativeModel, ReconstructionModel
 from holo3d.sample.experiment_loader import load_experiment, output_dir
-from holo3d.sample.input_checks import ExperimentLoadError, SettingsError
+from holo3d.sample.input_checks import ExperimentLoadError, SettingsError, ensure_writable_dir
 from holo3d.sample.frame_renderer import depth_image, render_views, side_by_side
 from holo3d.sample.script_config import ReconstructionConfig
 from holo3d.sample.sequence_reconstruction import SequenceReconstruction, reconstruct_sequence
@@ -40,12 +40,10 @@ def visualize_reconstruction(cfg: ReconstructionConfig) -> Path:
     model = loaded.model
     if not isinstance(model, ReconstructionModel):
         raise ExperimentLoadError(f"this experiment's {type(model).__name__} cannot reconstruct from source views")
-    if cfg.denoise_from_t > 0 and not (isinstance(model, GenerativeModel) and model.can_sample):
-        raise SettingsError(f"denoise_from_t={cfg.denoise_from_t} needs a diffusion model; this "
-                            f"{type(model).__name__} is not one (use_diffusion=False?)")
-    dataset, names = heldout_sequences(loaded.config, cfg)
-    out_dir = output_dir(loaded, cfg.output_dir, "reconstructions")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    _check_model_settings(cfg, model)
+    dataset, names = heldout_sequences(loaded.config, cfg)  # names checked: no folder for bad input
+    out_dir = ensure_writable_dir(output_dir(loaded, cfg.output_dir, "reconstructions"),
+                                  "output_dir" if cfg.output_dir else "exp_dir (its reconstructions folder)")
     report = MetricsReport()
     lpips_reason = lpips_unavailable_reason(cfg.lpips_net)
     if lpips_reason:
@@ -70,12 +68,28 @@ def _check_settings(cfg: ReconstructionConfig) -> None:
     problems = []
     if cfg.split not in ("test", "val"):
         problems.append(f"split={cfg.split!r} (expected test or val)")
-    if cfg.n_source_views < 1:
-        problems.append(f"n_source_views={cfg.n_source_views} (must be >= 1)")
+    for key in ("n_source_views", "max_sequences", "denoise_steps", "n_frames", "fps"):
+        if getattr(cfg, key) < 1:
+            problems.append(f"{key}={getattr(cfg, key)} (must be >= 1)")
+    # 0 means "all" / "the default" / "off" for these; negative values were silently clamped
+    for key in ("max_target_views", "chunk_size", "denoise_from_t"):
+        if getattr(cfg, key) < 0:
+            problems.append(f"{key}={getattr(cfg, key)} (must be >= 0)")
     if len(cfg.video_size) != 2 or min(cfg.video_size) < 1:
         problems.append(f"video_size={list(cfg.video_size)} (expected [H, W])")
     if problems:
         raise SettingsError("invalid settings: " + "; ".join(problems))
+
+
+def _check_model_settings(cfg: ReconstructionConfig, model) -> None:
+    """Settings that depend on the loaded model, checked before any reconstruction."""
+    limit = model.max_denoise_from_t
+    if cfg.denoise_from_t > 0 and limit == 0:
+        raise SettingsError(f"denoise_from_t={cfg.denoise_from_t} needs a diffusion model; this "
+                            f"{type(model).__name__} is not one (use_diffusion=False?)")
+    if cfg.denoise_from_t > limit:
+        raise SettingsError(f"denoise_from_t={cfg.denoise_from_t}: this model denoises from timesteps "
+                            f"0 .. {limit}")
 
 
 def heldout_sequences(config, cfg: ReconstructionConfig) -> Tuple[object, List[str]]:

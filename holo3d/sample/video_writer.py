@@ -2,15 +2,22 @@
 imageio-ffmpeg is absent, as on the GPU hosts) and, optionally, a GIF next to it.
 
 Frames stream into a hidden temporary file that is renamed to the final name only when the video is
-complete, so an interrupted run never leaves a truncated file that looks like a result. Frames are
-padded by one replicated row / column to even sizes: h264 in yuv420p needs them.
+complete, so an interrupted run never leaves a truncated file that looks like a result. "Complete"
+is checked, not assumed: the encoder must exit with status 0 and the file must be a whole mp4 (its
+top-level boxes span the file and include the ``moov`` index a player needs), so a full disk or a
+crashed encoder raises VideoWriteError and leaves no file. Frames are padded by one replicated row
+/ column to even sizes: h264 in yuv420p needs them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import os
+import struct
+import subprocess
+import tempfile
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import List, Optional, Union
@@ -22,6 +29,10 @@ from holo3d.sample.input_checks import MissingDependencyError
 from holo3d.io.atomic_file import open_atomic, temporary_sibling
 
 logger = logging.getLogger(__name__)
+
+
+class VideoWriteError(OSError):
+    """The encoder failed or left an incomplete file (e.g. a full disk); nothing was kept."""
 
 
 def video_backend() -> str:
@@ -49,20 +60,49 @@ def to_uint8_frames(frames: Union[torch.Tensor, np.ndarray]) -> np.ndarray:
 
 
 class _FfmpegStream:
+    """ffmpeg (imageio-ffmpeg's binary) fed raw RGB frames on stdin.
+
+    Run directly rather than through ``imageio_ffmpeg.write_frames``, whose close ignores ffmpeg's
+    exit status: a full disk then went unnoticed and a file without its index was kept.
+    """
+
     def __init__(self, path: Path, size, fps: int):
         import imageio_ffmpeg
 
-        self._writer = imageio_ffmpeg.write_frames(
-            str(path), (size[1], size[0]), fps=fps, codec="libx264", pix_fmt_out="yuv420p",
-            quality=8, macro_block_size=1, ffmpeg_log_level="error",
-        )
-        self._writer.send(None)  # starts ffmpeg
+        self.path = path
+        command = [
+            imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-v", "error",
+            "-f", "rawvideo", "-vcodec", "rawvideo", "-s", f"{size[1]}x{size[0]}", "-pix_fmt", "rgb24",
+            "-r", str(fps), "-i", "-", "-an",
+            "-vcodec", "libx264", "-pix_fmt", "yuv420p", "-crf", "10",  # imageio's quality 8
+            str(path),
+        ]
+        # ffmpeg's messages go to a file, not a pipe: an unread pipe could fill and stall ffmpeg
+        self._log = tempfile.TemporaryFile()
+        self._process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                         stderr=self._log)
 
     def write(self, frame: np.ndarray) -> None:
-        self._writer.send(np.ascontiguousarray(frame))
+        try:
+            self._process.stdin.write(np.ascontiguousarray(frame).tobytes())
+        except (BrokenPipeError, OSError) as error:
+            self._process.wait()
+            raise VideoWriteError(f"{self.path}: the encoder stopped ({error}): {self._messages()}") from error
 
     def close(self) -> None:
-        self._writer.close()
+        try:
+            self._process.stdin.close()
+        except OSError:  # ffmpeg already exited; its status says why
+            pass
+        status = self._process.wait()
+        if status != 0:
+            raise VideoWriteError(f"{self.path}: ffmpeg exited with status {status}: {self._messages()}")
+
+    def _messages(self) -> str:
+        self._log.seek(0)
+        text = self._log.read().decode("utf-8", "replace").strip()
+        self._log.close()
+        return text[-500:] or "(no message)"
 
 
 class _OpenCVStream:
@@ -117,8 +157,13 @@ class VideoWriter:
         """Finishes the files and moves them into place; returns the paths written."""
         if self._stream is None:
             raise ValueError(f"{self.path}: no frames were written")
-        self._stream.close()
-        self._stream = None
+        stream, self._stream = self._stream, None
+        try:
+            stream.close()
+            check_mp4_complete(self._tmp)
+        except BaseException:
+            self._tmp.unlink(missing_ok=True)
+            raise
         os.replace(self._tmp, self.path)
         self.written = [self.path]
         if self.gif:
@@ -157,6 +202,33 @@ class VideoWriter:
         else:
             self.abort()
         return None
+
+
+def check_mp4_complete(path: Path) -> None:
+    """VideoWriteError unless ``path`` is a whole mp4: its top-level boxes (ISO/IEC 14496-12,
+    4.2: 32-bit size + 4-char type, size 1 -> 64-bit size follows, size 0 -> to the end) tile the
+    file exactly and include ``ftyp`` and ``moov``. A truncated file (full disk, killed encoder)
+    fails this. Written here, not with a media library: this is all the check needs."""
+    size = path.stat().st_size if path.exists() else 0
+    found, offset = [], 0
+    with open(path, "rb") if size else contextlib.nullcontext() as stream:
+        while offset < size:
+            stream.seek(offset)
+            header = stream.read(16)
+            if len(header) < 8:
+                break
+            box_size, kind = struct.unpack(">I4s", header[:8])
+            if box_size == 1 and len(header) == 16:
+                box_size = struct.unpack(">Q", header[8:16])[0]
+            elif box_size == 0:
+                box_size = size - offset
+            if box_size < 8:
+                break
+            found.append(kind.decode("latin-1"))
+            offset += box_size
+    if size == 0 or offset != size or "ftyp" not in found or "moov" not in found:
+        raise VideoWriteError(f"{path}: incomplete mp4 ({size} bytes, boxes {found}, index 'moov' "
+                              f"{'present' if 'moov' in found else 'missing'}); disk full?")
 
 
 def write_video(path: Path, frames, fps: int = 25, gif: bool = False) -> List[Path]:

@@ -39,6 +39,7 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from holo3d.train.checkpoint import CheckpointError
 from holo3d.train.experiment import Experiment, default_config, pruned_config
 
 
@@ -273,6 +274,9 @@ def build_experiment_or_exit(cfg: DictConfig) -> Experiment:
         return Experiment(**cfg)
     except (ValueError, KeyError, TypeError) as error:
         exit_with_config_error(error, "component settings")
+    except PermissionError as error:  # exp_dir / checkpoints/ not writable: found before any work
+        print(f"holo3d: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 class _ErrorRecorder(io.TextIOBase):
@@ -420,7 +424,12 @@ def _train(cfg: DictConfig) -> None:
         with open_dict(cfg):
             cfg.exp_dir = hydra_cfg.runtime.output_dir
         print(f"holo3d: sweep job {hydra_cfg.job.num} -> exp_dir={cfg.exp_dir}", flush=True)
-    build_experiment_or_exit(cfg).run(cfg)
+    experiment = build_experiment_or_exit(cfg)
+    try:
+        experiment.run(cfg)
+    except CheckpointError as error:  # checkpoints exist and none loads: nothing is overwritten
+        print(f"holo3d: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def _with_sweep_dir_default(argv: List[str]) -> List[str]:

@@ -26,7 +26,7 @@ from pytorch3d.implicitron.tools.config import (
 )
 
 from holo3d.data.scene_batch import SceneSource
-from holo3d.io.atomic_file import write_text_atomic
+from holo3d.io.atomic_file import probe_writable, write_text_atomic
 from holo3d.models.protocol import TrainableModel
 from holo3d.train.model_factory import ModelFactoryBase
 from holo3d.train.optimizer_factory import OptimizerFactoryBase
@@ -124,16 +124,23 @@ def check_frames_cover_model(experiment: Experiment) -> None:
 
 
 def prepare_exp_dir(exp_dir: str) -> Path:
-    """Creates exp_dir and proves it writable, before any data is loaded."""
+    """Creates exp_dir and its checkpoints/ folder and proves both writable (a temporary file is
+    written and removed in each), before any data is loaded or any step trained: an unwritable
+    destination found only at the first checkpoint would cost a whole epoch."""
+    if not str(exp_dir).strip():
+        raise ValueError("exp_dir is empty: set exp_dir=PATH (training would write into the current folder)")
     path = Path(exp_dir).expanduser().resolve()
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".write_test_{os.getpid()}"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as error:
-        raise PermissionError(f"exp_dir={exp_dir!r} is not writable: {error}") from error
+    _probe_writable(path, f"exp_dir={exp_dir!r}")
+    _probe_writable(path / "checkpoints", f"exp_dir={exp_dir!r}: its checkpoints folder")
     return path
+
+
+def _probe_writable(folder: Path, what: str) -> None:
+    """``probe_writable`` (holo3d.io), as a PermissionError naming ``what`` and the cause."""
+    try:
+        probe_writable(folder)
+    except OSError as error:
+        raise PermissionError(f"{what} is not writable ({folder}): {error}") from error
 
 
 def attach_log_file(exp_dir: Path) -> None:

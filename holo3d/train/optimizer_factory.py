@@ -57,6 +57,8 @@ class HoloOptimizerFactory(OptimizerFactoryBase):
             raise ValueError(f"optimizer_factory.breed={self.breed!r}; choose one of {OPTIMIZERS}")
         if self.lr_policy not in LR_POLICIES:
             raise ValueError(f"optimizer_factory.lr_policy={self.lr_policy!r}; choose one of {LR_POLICIES}")
+        if self.lr < 0:
+            raise ValueError(f"optimizer_factory.lr={self.lr}; must be >= 0")
 
     def __call__(self, model, iterations_per_epoch, max_epochs):
         groups = self._parameter_groups(model)

@@ -2,16 +2,24 @@
 
 One code path serves CPU, one GPU and many GPUs (``accelerate launch`` or ``torchrun``): accelerate
 wraps the model in DDP and shards the batch sampler, rank 0 alone writes checkpoints and logs.
+
+Resume is exact from any stop, at an epoch boundary or in the middle of an epoch: the checkpoint
+holds every RNG state, and each epoch's data-loader iterator is created under a seed that depends
+only on (seed, epoch, rank) (see ``_epoch_batches``). A stop by SIGTERM / SIGINT writes a
+checkpoint and exits with status 128 + signal number (143 / 130), so schedulers and scripts see
+that the run did not finish.
 """
 
 
 import itertools
 import logging
 import signal
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any, Dict, Optional
 
+import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs
@@ -19,8 +27,9 @@ from pytorch3d.implicitron.models.renderer.base import EvaluationMode
 from pytorch3d.implicitron.tools.config import ReplaceableBase, registry
 from tqdm import tqdm
 
+from holo3d.data.robust_dataset import check_dataset_files, log_unreadable_frames
 from holo3d.models.protocol import unwrap
-from holo3d.train.checkpoint import check_state_dict_compatible, save_checkpoint
+from holo3d.train.checkpoint import check_state_dict_compatible, remove_stale_temporaries, save_checkpoint
 from holo3d.train.ema import EMA
 from holo3d.train.monitor import TrainingMonitor
 from holo3d.train.rng_state import capture_rng_state, restore_rng_state, seed_everything
@@ -34,6 +43,15 @@ _PROGRESS_KEYS = ("objective", "psnr", "sec_per_it", "lr")
 
 class NonFiniteLossError(FloatingPointError):
     """Training produced non-finite losses too many steps in a row."""
+
+
+class StoppedBySignal(SystemExit):
+    """Training stopped on SIGTERM / SIGINT after writing a checkpoint; the exit status is
+    128 + the signal number (143 / 130), as a process killed by that signal would report."""
+
+    def __init__(self, signum: int, message: str):
+        super().__init__(128 + signum)
+        self.signum, self.message = signum, message
 
 
 @dataclass
@@ -90,6 +108,8 @@ class HoloTrainingLoop(TrainingLoopBase):
     visdom_port: int = 8097
 
     def __post_init__(self):
+        if self.max_epochs < 0:
+            raise ValueError(f"training_loop.max_epochs={self.max_epochs}; it must be >= 1 (0 only builds the model)")
         if self.mixed_precision not in ("no", "bf16"):
             raise ValueError(f"training_loop.mixed_precision={self.mixed_precision!r}; use 'no' or 'bf16'")
         if self.gradient_accumulation_steps < 1:
@@ -106,7 +126,10 @@ class HoloTrainingLoop(TrainingLoopBase):
         torch.backends.cuda.matmul.allow_tf32 = self.allow_tf32
         torch.backends.cudnn.allow_tf32 = self.allow_tf32
         seed_everything(seed + accelerator.process_index)
-        _, loaders = data_source.get_datasets_and_dataloaders()
+        if accelerator.is_main_process:
+            remove_stale_temporaries(exp_dir)
+        datasets, loaders = data_source.get_datasets_and_dataloaders()
+        check_dataset_files(datasets)
         model = model_factory(exp_dir).to(accelerator.device)
         resume = model_factory.resume_state(exp_dir)
         optimizer, scheduler = optimizer_factory(model, len(loaders.train), self.max_epochs)
@@ -118,9 +141,11 @@ class HoloTrainingLoop(TrainingLoopBase):
             train_loader = accelerator.prepare_data_loader(train_loader, device_placement=False)
         monitor = TrainingMonitor.create(self, exp_dir, accelerator.is_main_process)
         session = _Session(self, accelerator, model, ema, optimizer, scheduler, monitor, exp_dir,
-                           config_yaml)
+                           config_yaml, seed)
+        _say_if_nothing_to_do(self.max_epochs, position)
         try:
-            return session.train(train_loader, loaders.val, position)
+            with log_unreadable_frames():
+                return session.train(train_loader, loaders.val, position)
         finally:
             monitor.close()
 
@@ -184,12 +209,13 @@ class _Session:
     """The state of one training run; methods are the loop's steps."""
 
     def __init__(self, cfg, accelerator, model, ema, optimizer, scheduler, monitor, exp_dir,
-                 config_yaml):
+                 config_yaml, seed: int):
         self.cfg, self.accelerator, self.model, self.ema = cfg, accelerator, model, ema
         self.optimizer, self.scheduler, self.monitor = optimizer, scheduler, monitor
-        self.exp_dir, self.config_yaml = exp_dir, config_yaml
+        self.exp_dir, self.config_yaml, self.seed = exp_dir, config_yaml, seed
         self.nonfinite_in_a_row = 0
         self.stop_requested = False
+        self.stop_signal = signal.SIGTERM
 
     # ---- run -> epoch -> step ----
 
@@ -203,16 +229,27 @@ class _Session:
                 position.epoch, position.batch_in_epoch = position.epoch + 1, 0
                 self.end_of_epoch(val_loader, position)
         if self.stop_requested:
-            self.checkpoint(position)
-            logger.warning("stopped by signal at iteration %d; checkpoint written", position.iteration)
+            self.stopped(position)
         return means
+
+    def stopped(self, position: LoopPosition) -> None:
+        """Writes the stop checkpoint and raises StoppedBySignal (the process exits 143 / 130)."""
+        path = self.checkpoint(position)
+        name = signal.Signals(self.stop_signal).name
+        message = (f"stopped by signal {name} at epoch {position.epoch}, iteration {position.iteration}; "
+                   f"checkpoint {path} written. Resume with the same command.")
+        logger.warning(message)
+        if self.accelerator.is_main_process:
+            print(f"holo3d: {message}", file=sys.stderr, flush=True)
+        raise StoppedBySignal(self.stop_signal, message)
 
     def epoch(self, loader, position: LoopPosition) -> Dict[str, float]:
         sampler = getattr(loader, "batch_sampler", None)
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(position.epoch)
         stats = RunningStats()
-        batches = itertools.islice(iter(loader), position.batch_in_epoch, None)
+        batches = _epoch_batches(loader, position.batch_in_epoch,
+                                 (self.seed, position.epoch, self.accelerator.process_index))
         progress = tqdm(batches, total=len(loader) - position.batch_in_epoch, leave=False,
                         desc=f"epoch {position.epoch}", disable=not self.accelerator.is_main_process)
         tic = time.perf_counter()
@@ -297,10 +334,11 @@ class _Session:
         self.monitor.scalars(position.iteration, means, "val")
         return means
 
-    def checkpoint(self, position: LoopPosition) -> None:
+    def checkpoint(self, position: LoopPosition) -> Optional[str]:
+        """Writes the checkpoint of ``position`` (main process); returns its path."""
         self.accelerator.wait_for_everyone()
         if not self.accelerator.is_main_process:
-            return
+            return None
         state = {
             "model": self.accelerator.unwrap_model(self.model).state_dict(),
             "ema": self.ema.state_dict() if self.ema is not None else None,
@@ -314,6 +352,7 @@ class _Session:
         }
         path = save_checkpoint(self.exp_dir, position.epoch, state, self.cfg.keep_last_checkpoints)
         logger.info("checkpoint %s", path)
+        return str(path)
 
 
 class _StopSignals:
@@ -334,11 +373,40 @@ class _StopSignals:
     def _handle(self, signum, frame):
         logger.warning("received signal %d: stopping after this step", signum)
         self.session.stop_requested = True
+        self.session.stop_signal = signum
         signal.signal(signum, self.previous.get(signum, signal.SIG_DFL))  # a second one kills
 
     def __exit__(self, *exc):
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
+
+
+def _epoch_batches(loader, skip: int, seed_keys):
+    """The epoch's batches from index ``skip`` on, made independent of the global RNG stream.
+
+    ``iter(loader)`` draws the workers' base seed from the global torch RNG. A run resumed in the
+    middle of an epoch restores the RNG as it was *after* that draw, so drawing again would shift
+    every later random number and give workers other seeds: resume would not be exact. So the
+    iterator is created under a seed of (seed, epoch, rank) alone, together with the first batch
+    (lazy wrappers such as accelerate's draw at the first ``next``) and the ``skip`` batches a
+    resumed run has already trained on (loaded again, so workers consume their RNG as the
+    uninterrupted run did), and the global RNG states are then put back as they were.
+    """
+    saved = capture_rng_state()
+    seed_everything(int(np.random.SeedSequence([int(k) for k in seed_keys]).generate_state(1)[0]))
+    iterator = iter(loader)
+    head = list(itertools.islice(iterator, max(skip, 1)))
+    restore_rng_state(saved)
+    return itertools.chain(head, iterator) if skip == 0 else iterator
+
+
+def _say_if_nothing_to_do(max_epochs: int, position: LoopPosition) -> None:
+    if max_epochs == 0:
+        logger.warning("training_loop.max_epochs=0: nothing to train (the model is only built); "
+                       "set max_epochs >= 1 to train")
+    elif position.epoch >= max_epochs:
+        logger.warning("this experiment has already trained %d epochs (training_loop.max_epochs=%d): "
+                       "nothing to do; raise max_epochs to train further", position.epoch, max_epochs)
 
 
 def _is_finite(value: float) -> bool:

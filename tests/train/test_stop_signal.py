@@ -1,5 +1,6 @@
 """Stopping a real training process the way schedulers and `timeout` do: SIGTERM to the whole
-process group, data-loader workers included. The run must write its stop checkpoint and exit 0."""
+process group, data-loader workers included. The run must write its stop checkpoint and exit 143
+(128 + SIGTERM: stopped, not finished)."""
 
 import os
 import re
@@ -46,7 +47,7 @@ def test_sigterm_to_process_group_with_workers_writes_stop_checkpoint(tmp_path):
         try:
             wait_for_iterations(log, 3, process)
             os.killpg(process.pid, signal.SIGTERM)
-            assert process.wait(timeout=120) == 0, log.read_text()[-3000:]
+            assert process.wait(timeout=120) == 143, log.read_text()[-3000:]
         finally:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)

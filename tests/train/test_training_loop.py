@@ -87,7 +87,9 @@ def test_sigterm_writes_checkpoint_and_resume_finishes(tmp_path, monkeypatch):
         return original(self, **kwargs)
 
     monkeypatch.setattr(TinyTestModel, "forward", forward_then_signal)
-    run_tiny(tmp_path, f"{LOOP}.max_epochs=3")
+    with pytest.raises(SystemExit) as stop:
+        run_tiny(tmp_path, f"{LOOP}.max_epochs=3")
+    assert stop.value.code == 143  # 128 + SIGTERM: a stop, not a finished run
     stopped = load_latest_checkpoint(tmp_path)
     assert (stopped["epoch"], stopped["batch_in_epoch"], stopped["iteration"]) == (0, 2, 2)
     run_tiny(tmp_path, f"{LOOP}.max_epochs=3")
