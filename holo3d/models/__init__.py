@@ -10,15 +10,17 @@
     losses          photometric losses and PSNR on rendered rays
     numerics        FiniteCheck: non-finite grids / renders reported with the iteration
     holo_diffusion  HoloDiffusionModel (registered ImplicitronModelBase)
+    genvs           GenvsModel (registered): novel views from an EDM 2D denoiser on a frustum latent field
     view_fusion     ViewFusionModel (registered): composable denoising over any number of views
 
 Importing this package registers every model, so registration never depends on import order.
 """
 
 from holo3d.models.feature_lift import FeatureLifter
+from holo3d.models.genvs import GenvsModel
 from holo3d.models.holo_diffusion import HoloDiffusionModel
 from holo3d.models.unet3d import UNet3D
 from holo3d.models.view_fusion import ViewFusionModel
 from holo3d.models.voxel_autoencoder import VoxelAutoencoder
 
-__all__ = ["FeatureLifter", "HoloDiffusionModel", "UNet3D", "ViewFusionModel", "VoxelAutoencoder"]
+__all__ = ["FeatureLifter", "GenvsModel", "HoloDiffusionModel", "UNet3D", "ViewFusionModel", "VoxelAutoencoder"]
