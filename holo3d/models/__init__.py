@@ -12,6 +12,8 @@
     holo_diffusion  HoloDiffusionModel (registered ImplicitronModelBase)
     genvs           GenvsModel (registered): novel views from an EDM 2D denoiser on a frustum latent field
     view_fusion     ViewFusionModel (registered): composable denoising over any number of views
+    voxel_ldm       VoxelAutoencoderModel (stage 1) and VoxelLDM (stage 2): the 3D voxel latent
+                    diffusion model with classifier-free guidance (registered)
 
 Importing this package registers every model, so registration never depends on import order.
 """
@@ -22,5 +24,9 @@ from holo3d.models.holo_diffusion import HoloDiffusionModel
 from holo3d.models.unet3d import UNet3D
 from holo3d.models.view_fusion import ViewFusionModel
 from holo3d.models.voxel_autoencoder import VoxelAutoencoder
+from holo3d.models.voxel_ldm import VoxelAutoencoderModel, VoxelLDM
 
-__all__ = ["FeatureLifter", "GenvsModel", "HoloDiffusionModel", "UNet3D", "ViewFusionModel", "VoxelAutoencoder"]
+__all__ = [
+    "FeatureLifter", "GenvsModel", "HoloDiffusionModel", "UNet3D", "ViewFusionModel", "VoxelAutoencoder",
+    "VoxelAutoencoderModel", "VoxelLDM",
+]

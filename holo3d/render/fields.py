@@ -10,6 +10,8 @@ latent field has 16), so one renderer serves every system:
                           decoded by two small MLPs (GeNVS);                   inputs: volumes=, cameras=
     OptimisableGridField  one learnable field (Implicitron's VoxelGridModule: dense or VM-factorised)
                           and a small MLP (per-scene distillation);            no inputs
+    OccupancyField        an occupancy grid (S, 1, D, H, W) of probabilities shown as a shaded
+                          solid (voxel diffusion samples);       inputs: grid=OccupancyField.prepare(occ)
 
 Call signature (all fields):
     points (S, R, P, 3) world xyz, unit_dirs (S, R, 1, 3) -> density (S, R, P) >= 0 (float32),
@@ -153,3 +155,47 @@ class OptimisableGridField(nn.Module):
         if self.out_channels == 3:
             colour = torch.sigmoid(colour)
         return density.float(), colour.float()
+
+
+class OccupancyField(nn.Module):
+    """An occupancy grid of probabilities shown as a grey shaded solid (voxel diffusion samples).
+
+    The grid covers [-extent/2, extent/2]^3 like ``VoxelGridField``'s and is read trilinearly. A
+    voxel counts as occupied at probability 0.5 (as the IoU and the 3D metrics threshold it), so the
+    density is a ramp of width ``softness`` around that level, which keeps edges anti-aliased, times
+    ``density_per_voxel`` optical depth per voxel side: the surface is opaque within about a voxel.
+    Colour is Lambertian under a headlight: ``albedo * (ambient + (1 - ambient) |n . d|)`` with n the
+    normalised occupancy gradient, precomputed per grid by ``prepare`` (a learned RenderMLP has
+    nothing to learn from here, and a fixed shading makes samples of every model comparable).
+
+    forward(points, unit_dirs, grid=prepare(occupancy (S, 1, D, H, W)) (S, 4, D, H, W))
+        -> density (S, R, P), rgb (S, R, P, 3).
+    """
+
+    out_channels = 3
+
+    def __init__(self, volume_extent: float = 2.0, density_per_voxel: float = 8.0, softness: float = 0.2,
+                 albedo: Tuple[float, float, float] = (0.75, 0.75, 0.78), ambient: float = 0.25):
+        super().__init__()
+        self.volume_extent = float(volume_extent)
+        self.density_per_voxel, self.softness, self.ambient = float(density_per_voxel), float(softness), float(ambient)
+        self.register_buffer("albedo", torch.tensor(albedo, dtype=torch.float32), persistent=False)
+
+    @staticmethod
+    def prepare(occupancy: torch.Tensor) -> torch.Tensor:
+        """(S, 1, D, H, W) probabilities -> (S, 4, D, H, W): occupancy and its gradient in world
+        (x, y, z) order, i.e. along (W, H, D) (central differences; one-sided at the faces)."""
+        occupancy = occupancy.float()
+        d_dz, d_dy, d_dx = torch.gradient(occupancy, dim=(2, 3, 4))
+        return torch.cat([occupancy, d_dx, d_dy, d_dz], dim=1)  # (S, 4, D, H, W)
+
+    def forward(self, points: torch.Tensor, unit_dirs: torch.Tensor, *, grid: torch.Tensor):
+        s, r, p, _ = points.shape
+        sampled = sample_voxel_grid(grid, points.reshape(s, r * p, 3), self.volume_extent)  # (S, R*P, 4)
+        sampled = sampled.reshape(s, r, p, 4).float()
+        ramp = ((sampled[..., 0] - 0.5) / self.softness + 0.5).clamp(0.0, 1.0)  # (S, R, P)
+        density = ramp * (self.density_per_voxel * grid.shape[-1] / self.volume_extent)
+        normal = F.normalize(sampled[..., 1:], dim=-1)  # (S, R, P, 3); zero where the grid is flat
+        facing = (normal * unit_dirs.float()).sum(-1).abs()  # (S, R, P)
+        shade = self.ambient + (1.0 - self.ambient) * facing
+        return density, shade[..., None] * self.albedo  # (S, R, P), (S, R, P, 3)
