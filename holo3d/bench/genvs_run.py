@@ -292,8 +292,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         args.minutes = min(args.minutes, 0.1)  # the training part of a smoke run
         torch.set_num_threads(1)  # tiny tensors: more CPU threads only contend
     if device.type == "cuda":
-        total = torch.cuda.get_device_properties(device).total_memory
-        torch.cuda.set_per_process_memory_fraction(min(1.0, args.max_memory_gib * 2**30 / total), device)
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        total = torch.cuda.get_device_properties(index).total_memory
+        torch.cuda.set_per_process_memory_fraction(min(1.0, args.max_memory_gib * 2**30 / total), index)
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     torch.manual_seed(args.seed)
     out = Path(args.out)

@@ -130,8 +130,9 @@ def test_generate_samples_checks_output_dir_before_sampling(trained_experiment, 
 
     blocker = tmp_path / "file"
     blocker.write_text("in the way")
+    before = sorted((trained_experiment / "generated_samples").rglob("*"))  # other tests sample there too
     result = run_script("generate_samples.py", f"exp_dir={trained_experiment}", f"output_dir={blocker}/out",
                         "num_samples=1", "n_frames=2", "render_size=[16,16]", "video_size=[16,16]")
     assert result.returncode == 2, result.stderr[-2000:]
     assert any("output_dir" in line and "not writable" in line for line in error_lines(result))
-    assert not (trained_experiment / "generated_samples").exists()
+    assert sorted((trained_experiment / "generated_samples").rglob("*")) == before  # nothing sampled
