@@ -1,4 +1,5 @@
-"""holo3d.sample: what users do with a trained model (generate_samples.py, visualize_reconstruction.py).
+"""holo3d.sample: what users do with a trained model (generate_samples.py, visualize_reconstruction.py,
+distill.py), through the model protocol (holo3d.models.protocol) only.
 
     script_config            typed configs of both scripts (Hydra ConfigStore)
     script_runner            one-line errors and exit status for the entry points
@@ -14,7 +15,8 @@
     generate                 generate_samples.py's driver
     sequence_reconstruction  few-view reconstruction of one held-out sequence
     reconstruct              visualize_reconstruction.py's driver
-    preview                  a short cheap sample video for the training monitor
+    distill_config           distill.py's typed config
+    distillation             SparseFusion-style distillation of a view-conditioned denoiser into a field
 
 Modules are imported where used (not here): the entry points stay quick to start and to fail.
 """

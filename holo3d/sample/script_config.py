@@ -17,8 +17,8 @@ from typing import Any, List, Optional
 from hydra.core.config_store import ConfigStore
 
 # Hydra settings carried by both configs: run in the current folder and write nothing of its own.
-_HYDRA_DEFAULTS: List[Any] = ["_self_", {"override hydra/job_logging": "stdout"}]
-_HYDRA_SETTINGS = {"run": {"dir": "."}, "output_subdir": None}
+HYDRA_DEFAULTS: List[Any] = ["_self_", {"override hydra/job_logging": "stdout"}]
+HYDRA_SETTINGS = {"run": {"dir": "."}, "output_subdir": None}
 
 
 @dataclass
@@ -77,8 +77,8 @@ class SampleConfig(LoadConfig, TurntableConfig):
     guidance: classifier-free guidance scale of conditional models (1: the conditional model alone).
     """
 
-    defaults: List[Any] = field(default_factory=lambda: list(_HYDRA_DEFAULTS))
-    hydra: Any = field(default_factory=lambda: dict(_HYDRA_SETTINGS))
+    defaults: List[Any] = field(default_factory=lambda: list(HYDRA_DEFAULTS))
+    hydra: Any = field(default_factory=lambda: dict(HYDRA_SETTINGS))
     num_samples: int = 15
     batch_size: int = 16
     sampler: str = "ddpm"
@@ -117,8 +117,8 @@ class ReconstructionConfig(LoadConfig, TurntableConfig):
     lpips_net: LPIPS backbone (alex | vgg | squeeze), used only when its weights are in TORCH_HOME.
     """
 
-    defaults: List[Any] = field(default_factory=lambda: list(_HYDRA_DEFAULTS))
-    hydra: Any = field(default_factory=lambda: dict(_HYDRA_SETTINGS))
+    defaults: List[Any] = field(default_factory=lambda: list(HYDRA_DEFAULTS))
+    hydra: Any = field(default_factory=lambda: dict(HYDRA_SETTINGS))
     split: str = "test"
     sequences: List[str] = field(default_factory=list)
     max_sequences: int = 5

@@ -14,7 +14,7 @@ from setuptools import find_packages
 
 REPO = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
-SCRIPTS = ("holo3d-train", "holo3d-sample", "holo3d-reconstruct", "holo3d-export", "holo3d-dashboard")
+SCRIPTS = ("holo3d-train", "holo3d-sample", "holo3d-reconstruct", "holo3d-distill", "holo3d-export", "holo3d-dashboard")
 
 
 def test_explicit_package_list_is_complete():
