@@ -351,7 +351,7 @@ class GenvsModel(ImplicitronModelBase, TrainableModel, GenerativeModel, Reconstr
         directions = rays.directions.reshape(s, -1, 3)
         step = origins.shape[1] if chunk_size is None else max(1, chunk_size // s)
         parts = [self.renderer(origins[:, i:i + step], directions[:, i:i + step], stratified=stratified,
-                               volumes=volumes, cameras=in_cameras) for i in range(0, origins.shape[1], step)]
+                               volumes=volumes, view_cameras=in_cameras) for i in range(0, origins.shape[1], step)]
         out = {}
         for name, key in (("latent", "features_fine"), ("depth", "depth"), ("opacity", "opacity")):
             flat = torch.cat([p[key] for p in parts], dim=1)  # (S, V*h*w, ch)

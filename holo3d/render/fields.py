@@ -7,7 +7,7 @@ latent field has 16), so one renderer serves every system:
                           (HoloDiffusion: the grid is the diffusion sample);   inputs: grid=
     FrustumVolumeField    per-view camera-frustum feature volumes (S, K, F, Z, H, W) sampled where
                           each input camera sees the point, averaged over the views that see it,
-                          decoded by two small MLPs (GeNVS);                   inputs: volumes=, cameras=
+                          decoded by two small MLPs (GeNVS);                   inputs: volumes=, view_cameras=
     OptimisableGridField  one learnable field (Implicitron's VoxelGridModule: dense or VM-factorised)
                           and a small MLP (per-scene distillation);            no inputs
     OccupancyField        an occupancy grid (S, 1, D, H, W) of probabilities shown as a shaded
@@ -80,7 +80,7 @@ class FrustumVolumeField(nn.Module):
     decoded by two MLPs into a density and ``out_channels`` features (GeNVS renders 16-channel
     latent images whose first 3 channels are supervised as colour).
 
-    forward(points, unit_dirs, volumes=(S, K, F, Z, H, W), cameras=S*K cameras (scene-major))
+    forward(points, unit_dirs, volumes=(S, K, F, Z, H, W), view_cameras=S*K cameras (scene-major))
         -> density (S, R, P), features (S, R, P, C).
     """
 
@@ -97,12 +97,12 @@ class FrustumVolumeField(nn.Module):
         )
 
     def forward(self, points: torch.Tensor, unit_dirs: torch.Tensor, *, volumes: torch.Tensor,
-                cameras: CamerasBase):
+                view_cameras: CamerasBase):
         s, r, p, _ = points.shape
         k = volumes.shape[1]
         flat = points.reshape(s, 1, r * p, 3).expand(s, k, r * p, 3).reshape(s * k, r * p, 3)
-        ndc = cameras.transform_points_ndc(flat.float())  # (S*K, R*P, 3): x, y in NDC, z = depth
-        depth = cameras.get_world_to_view_transform().transform_points(flat.float())[..., 2]  # (S*K, R*P)
+        ndc = view_cameras.transform_points_ndc(flat.float())  # (S*K, R*P, 3): x, y in NDC, z = depth
+        depth = view_cameras.get_world_to_view_transform().transform_points(flat.float())[..., 2]  # (S*K, R*P)
         # grid_sample's x runs left -> right, NDC's +x points left: flip x; +y up vs rows down: flip y.
         z = 2.0 * (depth - self.near) / (self.far - self.near) - 1.0
         coords = torch.stack([-ndc[..., 0], -ndc[..., 1], z], dim=-1)  # (S*K, R*P, 3)

@@ -35,7 +35,7 @@ def test_frustum_volume_is_sampled_where_the_camera_sees_the_point():
     R, T = look_at_view_transform(dist=2.0, elev=10.0, azim=30.0)
     camera = PerspectiveCameras(focal_length=2.0, R=R, T=T)
     points = torch.tensor([[0.0, 0.0, 0.0], [0.15, -0.1, 0.2], [-0.2, 0.12, -0.1]])  # (3, 3)
-    _, feats = field(points[None, :, None], torch.zeros(1, 3, 1, 3), volumes=volume[None, None], cameras=camera)
+    _, feats = field(points[None, :, None], torch.zeros(1, 3, 1, 3), volumes=volume[None, None], view_cameras=camera)
     got = feats[0, :, 0] - 10.0  # (3, 3)
     screen = camera.transform_points_screen(points[None], image_size=((h, w),))[0]  # (3, 3): column, row
     depth = camera.get_world_to_view_transform().transform_points(points[None])[0, :, 2]
@@ -44,7 +44,7 @@ def test_frustum_volume_is_sampled_where_the_camera_sees_the_point():
     torch.testing.assert_close(got, expected, atol=1e-4, rtol=0)
     behind = torch.tensor([[[[0.0, 0.0, 0.0]]]])
     far_camera = PerspectiveCameras(focal_length=2.0, R=R, T=T + torch.tensor([0.0, 0.0, 5.0]))  # beyond far
-    _, feats = field(behind, torch.zeros(1, 1, 1, 3), volumes=volume[None, None], cameras=far_camera)
+    _, feats = field(behind, torch.zeros(1, 1, 1, 3), volumes=volume[None, None], view_cameras=far_camera)
     torch.testing.assert_close(feats[0, 0, 0], torch.full((3,), 10.0))  # no view sees it: zero features
 
 
@@ -54,11 +54,11 @@ def test_frustum_field_averages_only_views_that_see_the_point():
     cameras = PerspectiveCameras(focal_length=torch.tensor([[2.0], [20.0]]), R=R, T=T)
     volumes = torch.stack([torch.full((1, 4, 4, 4), 2.0), torch.full((1, 4, 4, 4), 4.0)])[None]  # (1, 2, 1, 4, 4, 4)
     seen_by_both = torch.zeros(1, 1, 1, 3)
-    _, feats = field(seen_by_both, torch.zeros(1, 1, 1, 3), volumes=volumes, cameras=cameras)
+    _, feats = field(seen_by_both, torch.zeros(1, 1, 1, 3), volumes=volumes, view_cameras=cameras)
     torch.testing.assert_close(feats[0, 0, 0, 0], torch.tensor(3.0))
     # Off to the side: inside the wide first frustum only (the second camera's focal 20 is narrow).
     seen_by_first = torch.tensor([[[[0.3, 0.3, 0.0]]]])
-    _, feats = field(seen_by_first, torch.zeros(1, 1, 1, 3), volumes=volumes, cameras=cameras)
+    _, feats = field(seen_by_first, torch.zeros(1, 1, 1, 3), volumes=volumes, view_cameras=cameras)
     torch.testing.assert_close(feats[0, 0, 0, 0], torch.tensor(2.0))
 
 
