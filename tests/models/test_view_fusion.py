@@ -120,9 +120,10 @@ def batch_of(images, angles, generator, frames=4):
             "sequence_name": [f"o{o}" for o in range(images.shape[0]) for _ in range(frames)]}
 
 
-def test_loss_falls_on_tiny_builtin_nmr_data(tmp_path):
+@pytest.mark.parametrize("prediction", ["eps", "v"])
+def test_loss_falls_on_tiny_builtin_nmr_data(tmp_path, prediction):
     images, angles = tiny_nmr_images(tmp_path / "nmr")
-    model = tiny_model(max_views=3).train()
+    model = tiny_model(max_views=3, prediction=prediction).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
     eval_batch = batch_of(images, angles, torch.Generator().manual_seed(0))
 
