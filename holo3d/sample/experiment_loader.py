@@ -152,15 +152,6 @@ def build_model(config: DictConfig) -> torch.nn.Module:
     return factory.model
 
 
-def require_methods(model: torch.nn.Module, methods, purpose: str) -> None:
-    """Raises ExperimentLoadError unless ``model`` has every method in ``methods``."""
-    missing = [m for m in methods if not callable(getattr(model, m, None))]
-    if missing:
-        raise ExperimentLoadError(
-            f"{type(model).__name__} cannot {purpose}: it has no {', '.join(missing)}()"
-        )
-
-
 def _one_line(error: Exception) -> str:
     """A multi-line error message folded into one line."""
     text = ""
