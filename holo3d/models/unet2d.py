@@ -20,7 +20,8 @@ Shapes: B batch, C channels, H W image, E embedding width (4 * model_channels).
 from __future__ import annotations
 
 import math
-from typing import List, Optional, Sequence, Tuple
+from functools import partial
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -28,7 +29,7 @@ from einops import rearrange
 from pytorch3d.implicitron.tools.config import enable_get_default_args
 from torch import nn
 
-from holo3d.models.unet3d import EmbedSequential, group_norm, timestep_embedding, zero_module
+from holo3d.models.unet_blocks import LayoutBlocks, UNetLayout, group_norm, timestep_embedding, zero_module
 
 NOISE_EMBEDDINGS = ("positional", "fourier")
 
@@ -152,8 +153,8 @@ class Upsample2D(nn.Module):
         return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
 
 
-class UNet2D(nn.Module):
-    """Noise-level (and optionally vector-) conditioned 2D U-Net.
+class UNet2D(UNetLayout):
+    """Noise-level (and optionally vector-) conditioned 2D U-Net (its layout is ``unet_blocks.UNetLayout``'s).
 
     Args:
         in_channels / out_channels: channels of the input and output images.
@@ -191,8 +192,6 @@ class UNet2D(nn.Module):
     ):
         super().__init__()
         self._check_args(channel_mult, attention_resolutions, noise_embedding, image_size, model_channels)
-        self.model_channels = model_channels
-        self.num_levels = len(channel_mult)
         self.cond_dim = cond_dim
         emb_channels = 4 * model_channels
         features = PositionalFeatures if noise_embedding == "positional" else FourierFeatures
@@ -207,30 +206,20 @@ class UNet2D(nn.Module):
             self.cond_embed = nn.Sequential(
                 nn.Linear(cond_dim, emb_channels), nn.SiLU(), nn.Linear(emb_channels, emb_channels)
             )
-        self.input_conv = nn.Conv2d(in_channels, model_channels, 3, padding=1)
-        block_args = dict(
-            emb_channels=emb_channels,
-            dropout=dropout,
-            num_heads=num_heads,
-            use_scale_shift_norm=use_scale_shift_norm,
+        blocks = LayoutBlocks(
+            conv=nn.Conv2d,
+            res_block=partial(
+                ResBlock2D, emb_channels=emb_channels, dropout=dropout, use_scale_shift_norm=use_scale_shift_norm
+            ),
+            attention=partial(AttentionBlock2D, num_heads=num_heads),
+            downsample=Downsample2D,
+            upsample=Upsample2D,
+        )
+        self._build_layout(
+            blocks, in_channels, out_channels, model_channels, channel_mult, num_res_blocks,
             attention_ds={image_size // r for r in attention_resolutions},  # attended downsample factors
+            use_checkpoint=use_checkpoint,
         )
-        self.down_blocks, skip_channels = self._build_encoder(channel_mult, num_res_blocks, **block_args)
-        ch = skip_channels[-1]
-        res_args = (emb_channels, dropout, use_scale_shift_norm)
-        self.middle_block = EmbedSequential(
-            ResBlock2D(ch, ch, *res_args), AttentionBlock2D(ch, num_heads), ResBlock2D(ch, ch, *res_args)
-        )
-        self.up_blocks, ch = self._build_decoder(channel_mult, num_res_blocks, skip_channels, **block_args)
-        # Zero-initialised output conv: the fresh network is the zero function, the standard start for a
-        # diffusion denoiser (an eps- or x0-prediction of zero is the mean target, so early losses and
-        # gradients are small and well behaved; EDM's preconditioning then starts as D(x) = c_skip x).
-        self.out = nn.Sequential(
-            group_norm(ch), nn.SiLU(), zero_module(nn.Conv2d(ch, out_channels, 3, padding=1))
-        )
-        for block in self.modules():
-            if isinstance(block, EmbedSequential):
-                block.use_checkpoint = use_checkpoint
 
     @staticmethod
     def _check_args(channel_mult, attention_resolutions, noise_embedding, image_size, model_channels):
@@ -250,55 +239,6 @@ class UNet2D(nn.Module):
                 f"UNet2D attention_resolutions {unused} match no level: image_size={image_size} with "
                 f"{len(channel_mult)} levels gives feature-map sides {sides}"
             )
-
-    @property
-    def downsample_factor(self) -> int:
-        """The spatial sizes of the input must be divisible by this."""
-        return 2 ** (self.num_levels - 1)
-
-    def _level_blocks(
-        self, in_ch, out_ch, ds, emb_channels, dropout, num_heads, use_scale_shift_norm, attention_ds
-    ):
-        """One resolution step: a residual block, plus attention where ``ds`` is an attended factor."""
-        layers: List[nn.Module] = [ResBlock2D(in_ch, out_ch, emb_channels, dropout, use_scale_shift_norm)]
-        if ds in attention_ds:
-            layers.append(AttentionBlock2D(out_ch, num_heads))
-        return layers
-
-    def _build_encoder(self, channel_mult: Sequence[int], num_res_blocks: int, **block_args):
-        """Returns the encoder blocks and the channel count of every skip connection they emit."""
-        blocks = nn.ModuleList()
-        skip_channels = [self.model_channels]  # the input conv's output is the first skip
-        ch, ds = self.model_channels, 1
-        for level, mult in enumerate(channel_mult):
-            for _ in range(num_res_blocks):
-                out_ch = self.model_channels * mult
-                blocks.append(EmbedSequential(*self._level_blocks(ch, out_ch, ds, **block_args)))
-                ch = out_ch
-                skip_channels.append(ch)
-            if level != len(channel_mult) - 1:
-                blocks.append(EmbedSequential(Downsample2D(ch)))
-                skip_channels.append(ch)
-                ds *= 2
-        return blocks, skip_channels
-
-    def _build_decoder(
-        self, channel_mult: Sequence[int], num_res_blocks: int, skip_channels: List[int], **block_args
-    ):
-        """Decoder blocks: each consumes one skip connection (concatenated on channels)."""
-        blocks = nn.ModuleList()
-        skips = list(skip_channels)
-        ch, ds = skips[-1], 2 ** (len(channel_mult) - 1)
-        for level, mult in reversed(list(enumerate(channel_mult))):
-            for i in range(num_res_blocks + 1):
-                out_ch = self.model_channels * mult
-                layers = self._level_blocks(ch + skips.pop(), out_ch, ds, **block_args)
-                ch = out_ch
-                if level and i == num_res_blocks:
-                    layers.append(Upsample2D(ch))
-                    ds //= 2
-                blocks.append(EmbedSequential(*layers))
-        return blocks, ch
 
     def _embed(
         self, x: torch.Tensor, noise_level: torch.Tensor, cond: Optional[torch.Tensor]
@@ -323,22 +263,9 @@ class UNet2D(nn.Module):
         self, x: torch.Tensor, noise_level: torch.Tensor, cond: Optional[torch.Tensor] = None
     ) -> torch.Tensor:
         """x: (B, C_in, H, W); noise_level: (B,) float; cond: (B, cond_dim) or None -> (B, C_out, H, W)."""
-        factor = self.downsample_factor
-        if x.shape[-2] % factor or x.shape[-1] % factor:
-            raise ValueError(
-                f"UNet2D input size H x W = {x.shape[-2]} x {x.shape[-1]} must be divisible by "
-                f"downsample_factor {factor} (2 ** (len(channel_mult) - 1))"
-            )
+        self._check_input(x)
         emb = self._embed(x, noise_level, cond)  # (B, E)
-        h = self.input_conv(x)  # (B, model_channels, H, W)
-        skips = [h]
-        for block in self.down_blocks:
-            h = block(h, emb)
-            skips.append(h)
-        h = self.middle_block(h, emb)
-        for block in self.up_blocks:
-            h = block(torch.cat([h, skips.pop()], dim=1), emb)
-        return self.out(h)  # (B, C_out, H, W)
+        return self._run_layout(x, emb)  # (B, C_out, H, W)
 
 
 enable_get_default_args(UNet2D)

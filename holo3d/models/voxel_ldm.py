@@ -40,7 +40,7 @@ from torch import nn
 from holo3d.diffusion import BETA_SCHEDULES, PREDICTIONS, VPDiffusion, guided_denoiser, sample, sampler_spec
 from holo3d.io.experiment_files import newest_checkpoint, read_experiment_config
 from holo3d.models.protocol import GenerativeModel, OutputKind, TrainableModel
-from holo3d.models.unet3d import UNet3D, timestep_embedding
+from holo3d.models.unet3d import UNet3D
 from holo3d.models.voxel_autoencoder import LOSS_KINDS, VoxelAutoencoder, iou, occupancy_loss
 from holo3d.render.fields import OccupancyField
 from holo3d.render.volume_renderer import VolumeRenderer
@@ -144,9 +144,9 @@ def _drop_unet_derived(args: DictConfig) -> None:
 
 class ClassConditionedUNet3D(nn.Module):
     """UNet3D with a class label: a learned embedding (row ``num_classes`` is the null label of
-    classifier-free guidance) added to the U-Net's timestep embedding, which FiLMs every block.
+    classifier-free guidance) passed as the U-Net's extra embedding, added to its timestep embedding,
+    which FiLMs every block.
 
-    UNet3D.forward takes no extra embedding, so its body is run here with emb = time + label.
     forward(x (B, C, D, H, W), t (B,) float or int, label (B,) or (1,) int64) -> (B, C, D, H, W)
     """
 
@@ -157,21 +157,8 @@ class ClassConditionedUNet3D(nn.Module):
         self.label_embed = nn.Embedding(num_classes + 1, 4 * self.unet.model_channels)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
-        unet = self.unet
-        if any(size % unet.downsample_factor for size in x.shape[2:]):
-            raise ValueError(f"latent size {tuple(x.shape[2:])} must be divisible by {unet.downsample_factor}")
-        t = t.expand(x.shape[0]) if t.ndim == 0 else t
-        emb = unet.time_embed(timestep_embedding(t, unet.model_channels))  # (B, E)
-        emb = emb + self.label_embed(label.expand(x.shape[0]) if label.shape[0] == 1 else label)  # (B, E)
-        h = unet.input_conv(x)
-        skips = [h]
-        for block in unet.down_blocks:
-            h = block(h, emb)
-            skips.append(h)
-        h = unet.middle_block(h, emb)
-        for block in unet.up_blocks:
-            h = block(torch.cat([h, skips.pop()], dim=1), emb)
-        return unet.out(h)  # (B, C, D, H, W)
+        # A (1,) label gives a (1, E) embedding that UNet3D broadcasts over the batch.
+        return self.unet(x, t, emb=self.label_embed(label))  # (B, C, D, H, W)
 
 
 def load_frozen_autoencoder(exp_dir: str) -> Tuple[VoxelAutoencoder, str]:

@@ -53,6 +53,8 @@ def test_indivisible_size_is_a_clear_error_naming_the_sizes():
     assert net.downsample_factor == 4
     with pytest.raises(ValueError, match=r"18 x 16 .* divisible by downsample_factor 4"):
         net(torch.randn(1, 3, 18, 16), torch.tensor([0.5]))
+    with pytest.raises(ValueError, match=r"UNet2D input has shape \(1, 3, 16\); expected 4 dims"):
+        net(torch.randn(1, 3, 16), torch.tensor([0.5]))
 
 
 def test_bad_settings_and_inputs_fail_clearly():

@@ -1,4 +1,4 @@
-"""UNet3D: shapes, the base config's size, timestep conditioning, zero-initialised output."""
+"""UNet3D: shapes, the base config's size, timestep and extra-embedding conditioning, zero-initialised output."""
 
 import pytest
 import torch
@@ -74,8 +74,31 @@ def test_checkpointing_matches():
 
 def test_indivisible_grid_is_a_clear_error():
     net = UNet3D(in_channels=4, out_channels=4, **TINY)
-    with pytest.raises(ValueError, match="divisible"):
+    with pytest.raises(ValueError, match="UNet3D input size 5 x 5 x 5 must be divisible by downsample_factor 2"):
         net(torch.randn(1, 4, 5, 5, 5), torch.tensor([1.0]))
+    with pytest.raises(ValueError, match=r"UNet3D input has shape \(1, 4, 8, 8\); expected 5 dims"):
+        net(torch.randn(1, 4, 8, 8), torch.tensor([1.0]))
+
+
+def test_extra_embedding_is_added_to_the_time_embedding():
+    torch.manual_seed(0)
+    net = UNet3D(in_channels=4, out_channels=4, **TINY)
+    _randomise_zero_params(net)
+    x, t = torch.randn(2, 4, 8, 8, 8), torch.tensor([3.0, 700.0])
+    extra = torch.randn(2, 4 * TINY["model_channels"])
+    with torch.no_grad():
+        plain, with_extra = net(x, t), net(x, t, emb=extra)
+        # The same as running the layout on time embedding + extra by hand.
+        by_hand = net._run_layout(x, net.time_embed(timestep_embedding(t, net.model_channels)) + extra)
+        torch.testing.assert_close(net(x, t, emb=torch.zeros_like(extra)), plain)
+        # A (1, E) embedding is broadcast over the batch.
+        torch.testing.assert_close(net(x, t, emb=extra[:1]), net(x, t, emb=extra[:1].expand(2, -1)))
+    assert not torch.allclose(plain, with_extra, atol=1e-4)
+    torch.testing.assert_close(with_extra, by_hand)
+    with pytest.raises(ValueError, match=r"emb has shape \(2, 8\); expected \(2, 64\)"):
+        net(x, t, emb=torch.randn(2, 8))
+    with pytest.raises(ValueError, match=r"emb has shape \(3, 64\)"):
+        net(x, t, emb=torch.randn(3, 64))
 
 
 def test_timestep_embedding_distinct():
