@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import tempfile
 from pathlib import Path
 from typing import BinaryIO, Iterator
@@ -66,7 +67,9 @@ def probe_writable(folder: Path) -> Path:
     destination (read-only or immutable folder, a file in the way, a full disk) is found before any
     work is spent. Raises the OSError of the failing step (callers name their setting)."""
     folder = Path(folder)
-    probe = folder / f".write_test_{os.getpid()}"
+    # A unique name: ranks on several nodes share exp_dir and may have
+    # equal PIDs (containers).
+    probe = folder / f".write_test_{os.getpid()}_{secrets.token_hex(4)}"
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with open(probe, "wb") as stream:

@@ -14,7 +14,7 @@ Its default arguments are stored in Hydra's ConfigStore as ``default_config``; e
 import logging
 import os
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Optional
 
 from omegaconf import DictConfig, OmegaConf
 from pytorch3d.implicitron.dataset.data_source import DataSourceBase
@@ -80,18 +80,24 @@ class Experiment(Configurable):
     def run(self, config: DictConfig) -> Dict[str, float]:
         """Trains; ``config`` is the resolved config this experiment was built from."""
         exp_dir = prepare_exp_dir(self.exp_dir)
-        attach_log_file(exp_dir)
         config_yaml = OmegaConf.to_yaml(config, resolve=True)
-        if _is_rank_zero():
+        log_handler = None
+        if _is_rank_zero():  # rank 0 alone writes into exp_dir: the log and the config too
+            log_handler = attach_log_file(exp_dir)
             write_text_atomic(exp_dir / EXPCONFIG_NAME, config_yaml)
-        return self.training_loop.run(
-            data_source=self.data_source,
-            model_factory=self.model_factory,
-            optimizer_factory=self.optimizer_factory,
-            exp_dir=str(exp_dir),
-            seed=self.seed,
-            config_yaml=config_yaml,
-        )
+        try:
+            return self.training_loop.run(
+                data_source=self.data_source,
+                model_factory=self.model_factory,
+                optimizer_factory=self.optimizer_factory,
+                exp_dir=str(exp_dir),
+                seed=self.seed,
+                config_yaml=config_yaml,
+            )
+        finally:  # a sweep's next job (same process) must not log into this job's train.log
+            if log_handler is not None:
+                logging.getLogger("holo3d").removeHandler(log_handler)
+                log_handler.close()
 
 
 def default_config() -> DictConfig:
@@ -143,14 +149,17 @@ def _probe_writable(folder: Path, what: str) -> None:
         raise PermissionError(f"{what} is not writable ({folder}): {error}") from error
 
 
-def attach_log_file(exp_dir: Path) -> None:
+def attach_log_file(exp_dir: Path) -> Optional[logging.Handler]:
+    """Logs holo3d's messages to exp_dir/train.log; returns the new handler (None if one is there)."""
     root = logging.getLogger("holo3d")
     root.setLevel(logging.INFO)
     log_path = str(exp_dir / "train.log")
-    if not any(getattr(h, "baseFilename", None) == log_path for h in root.handlers):
-        handler = logging.FileHandler(log_path)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        root.addHandler(handler)
+    if any(getattr(h, "baseFilename", None) == log_path for h in root.handlers):
+        return None
+    handler = logging.FileHandler(log_path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    return handler
 
 
 def _is_rank_zero() -> bool:

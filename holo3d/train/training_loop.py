@@ -132,13 +132,15 @@ class HoloTrainingLoop(TrainingLoopBase):
         check_dataset_files(datasets)
         model = model_factory(exp_dir).to(accelerator.device)
         resume = model_factory.resume_state(exp_dir)
-        optimizer, scheduler = optimizer_factory(model, len(loaders.train), self.max_epochs)
-        ema = EMA(model, self.ema_decay, self.ema_start_iteration) if self.ema_decay > 0 else None
-        position = self._restore(resume, model, ema, optimizer, scheduler)
-        model, optimizer = accelerator.prepare(model, optimizer)
         train_loader = loaders.train
         if accelerator.num_processes > 1:
             train_loader = accelerator.prepare_data_loader(train_loader, device_placement=False)
+        # len(train_loader): the batches each rank takes per epoch (the sharded loader's length), so
+        # schedules given in epochs count the steps each rank really makes.
+        optimizer, scheduler = optimizer_factory(model, len(train_loader), self.max_epochs)
+        ema = EMA(model, self.ema_decay, self.ema_start_iteration) if self.ema_decay > 0 else None
+        position = self._restore(resume, model, ema, optimizer, scheduler, accelerator, seed)
+        model, optimizer = accelerator.prepare(model, optimizer)
         monitor = TrainingMonitor.create(self, exp_dir, accelerator.is_main_process)
         session = _Session(self, accelerator, model, ema, optimizer, scheduler, monitor, exp_dir,
                            config_yaml, seed)
@@ -149,7 +151,7 @@ class HoloTrainingLoop(TrainingLoopBase):
         finally:
             monitor.close()
 
-    def _restore(self, state, model, ema, optimizer, scheduler) -> LoopPosition:
+    def _restore(self, state, model, ema, optimizer, scheduler, accelerator, seed: int) -> LoopPosition:
         if state is None:
             return LoopPosition()
         check_state_dict_compatible(state["model"], model.state_dict(), source=state["path"])
@@ -158,7 +160,7 @@ class HoloTrainingLoop(TrainingLoopBase):
             ema.load_state_dict(state.get("ema") or state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        restore_rng_state(state["rng"])
+        _restore_rank_rng(state, accelerator.process_index, accelerator.num_processes, seed)
         logger.info("resumed from %s (epoch %d, iteration %d)", state["path"], state["epoch"],
                     state["iteration"])
         return LoopPosition(state["epoch"], state.get("batch_in_epoch", 0), state["iteration"])
@@ -244,9 +246,7 @@ class _Session:
         raise StoppedBySignal(self.stop_signal, message)
 
     def epoch(self, loader, position: LoopPosition) -> Dict[str, float]:
-        sampler = getattr(loader, "batch_sampler", None)
-        if hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(position.epoch)
+        _set_epoch(loader, position.epoch)
         stats = RunningStats()
         batches = _epoch_batches(loader, position.batch_in_epoch,
                                  (self.seed, position.epoch, self.accelerator.process_index))
@@ -337,6 +337,7 @@ class _Session:
     def checkpoint(self, position: LoopPosition) -> Optional[str]:
         """Writes the checkpoint of ``position`` (main process); returns its path."""
         self.accelerator.wait_for_everyone()
+        rng_by_rank = _gather_rng_states(self.accelerator)  # every rank takes part
         if not self.accelerator.is_main_process:
             return None
         state = {
@@ -344,7 +345,8 @@ class _Session:
             "ema": self.ema.state_dict() if self.ema is not None else None,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
-            "rng": capture_rng_state(),
+            "rng": rng_by_rank[0],
+            "rng_by_rank": rng_by_rank,
             "epoch": position.epoch,
             "batch_in_epoch": position.batch_in_epoch,
             "iteration": position.iteration,
@@ -398,6 +400,42 @@ def _epoch_batches(loader, skip: int, seed_keys):
     head = list(itertools.islice(iterator, max(skip, 1)))
     restore_rng_state(saved)
     return itertools.chain(head, iterator) if skip == 0 else iterator
+
+
+def _set_epoch(loader, epoch: int) -> None:
+    """Tells the loader's sampler which epoch this is. accelerate's sharded loader (N > 1 processes)
+    sets its sampler's epoch from its own pass counter at every ``iter()``, a counter that restarts
+    at 0 in a resumed run; its ``set_epoch`` moves that counter too."""
+    if hasattr(loader, "set_epoch"):
+        loader.set_epoch(epoch)
+        return
+    sampler = getattr(loader, "batch_sampler", None)
+    if hasattr(sampler, "set_epoch"):
+        sampler.set_epoch(epoch)
+
+
+def _gather_rng_states(accelerator) -> list:
+    """Every rank's RNG states, in rank order (rank r draws its own noise and must resume it)."""
+    state = capture_rng_state()
+    if accelerator.num_processes == 1:
+        return [state]
+    from accelerate.utils import gather_object
+
+    return gather_object([state])
+
+
+def _restore_rank_rng(state: Dict[str, Any], rank: int, world_size: int, seed: int) -> None:
+    """Restores this rank's RNG states. A checkpoint written by another number of processes (or by
+    an older version, with rank 0's states only) gives rank 0 its states and every other rank a
+    fresh seed of (seed, iteration, rank), so that ranks never draw the same noise."""
+    by_rank = state.get("rng_by_rank") or [state["rng"]]
+    if len(by_rank) == world_size:
+        restore_rng_state(by_rank[rank])
+        return
+    restore_rng_state(by_rank[0])
+    if rank > 0:
+        keys = [seed, state["iteration"], rank]
+        seed_everything(int(np.random.SeedSequence(keys).generate_state(1)[0]))
 
 
 def _say_if_nothing_to_do(max_epochs: int, position: LoopPosition) -> None:
