@@ -3,12 +3,18 @@
 One training step, for S scenes of N frames (the first T are targets, the other K = N - T sources):
 
     1. lift:     sources -> ResNet features -> angle-weighted pooling onto voxel centres -> V0 (S, F, D, H, W)
-    2. diffuse:  t ~ U{0..T-1} per scene, x_t = q_sample(V0, t); x0_hat = clip(UNet(x_t, t)) (x0-prediction)
+    2. diffuse:  t ~ U{0..T-1} per scene, x_t = q_sample(V0, t); x0_hat = clip(UNet(x_t, t)) (x0-prediction;
+                 eps / v predictions are converted to x0 first)
                  bootstrapped with probability ``bootstrap_prob``: x0_hat is noised again at a new t'
                  and denoised a second time (HoloDiffusion Sec. 3.4)
     3. render:   target rays through x0_hat with the two-pass voxel radiance field
     4. losses:   fine + coarse RGB MSE against targets masked onto the background (optional mask BCE,
                  optional direct x0 loss)
+
+Samples are the chain's final x0, or (``sample_decode="unet_t0"``, as the official code renders them)
+tanh(UNet(x, t=0)) of it. configs/holo_official.yaml switches on every official-code behaviour
+(bootstrap through both passes, training density noise, ReLU densities, a 1e10 last interval, the
+nearly affine RenderMLP, the extra decode).
 
 Baselines are configs of the same model: ``use_diffusion=False`` applies the U-Net at t=0 to V0
 (few-view reconstruction without diffusion), ``use_unet=False`` renders V0 directly.
@@ -28,7 +34,7 @@ from pytorch3d.implicitron.tools.config import get_default_args_field, registry
 from pytorch3d.renderer.cameras import CamerasBase
 
 from holo3d.data.scene_batch import SceneBatch
-from holo3d.diffusion import q_sample, sample_ddim
+from holo3d.diffusion import PREDICTIONS, q_sample, sample_ddim
 from holo3d.models.feature_lift import FeatureLifter
 from holo3d.models.grid_diffusion import GridDiffusion
 from holo3d.models.numerics import FiniteCheck
@@ -46,6 +52,9 @@ from holo3d.models.cuda_graph_unet import graphed_unet
 from holo3d.render.fields import VoxelGridField
 from holo3d.render.render_mlp import RenderMLP
 from holo3d.render.volume_renderer import VolumeRenderer
+
+
+SAMPLE_DECODES = ("none", "unet_t0")
 
 
 def _drop_unet_derived(args: DictConfig) -> None:
@@ -88,10 +97,18 @@ class HoloDiffusionModel(  # pyre-ignore[13]
             cube [-e/2, e/2]^3.
         use_unet / use_diffusion: see the baselines in the module docstring.
         num_diffusion_steps / beta_start / beta_end: linear-beta DDPM schedule.
+        prediction: what the U-Net outputs: "x0" (the paper's), "eps" or "v"; ``denoise`` converts
+            to x0 either way.
+        x0_clip: x0 estimates, samples and rendered grids are clamped to [-x0_clip, x0_clip]
+            (V0 lies in [-1, 1]); None: no clamp.
+        sample_decode: "none" renders a sample as drawn; "unet_t0" renders tanh(UNet(sample, t=0))
+            (one more denoising pass, as the official code does at evaluation; x0 prediction only).
         bootstrap_prob: probability of the bootstrapped second denoising pass per training step.
         bootstrap_detach_first: no gradient through the first pass of a bootstrapped step (as in
             the paper); False backpropagates through both passes (as the official code does).
-        x0_loss_weight / mask_loss_weight / coarse_loss_weight: loss weights (fine RGB has 1).
+        x0_loss_weight / mask_loss_weight / coarse_loss_weight: loss weights (fine RGB has 1). The
+            x0 loss is the MSE of the (clipped) first-pass x0 against V0 for x0 prediction, and the
+            parameterisation's own DDPM loss (against eps or v) otherwise.
         bg_color: background colour of renders and of the masked targets.
         mask_images: composite all input images on ``bg_color`` with their (thresholded) masks.
         mask_threshold: foreground masks are binarised at this value (0 keeps soft masks).
@@ -113,6 +130,9 @@ class HoloDiffusionModel(  # pyre-ignore[13]
     num_diffusion_steps: int = 1000
     beta_start: float = 1e-4
     beta_end: float = 0.02
+    prediction: str = "x0"
+    x0_clip: Optional[float] = 1.0
+    sample_decode: str = "none"
     bootstrap_prob: float = 0.5
     bootstrap_detach_first: bool = True
     x0_loss_weight: float = 0.0
@@ -163,7 +183,8 @@ class HoloDiffusionModel(  # pyre-ignore[13]
             if self.use_unet
             else None
         )
-        self.diffusion = GridDiffusion(self.num_diffusion_steps, self.beta_start, self.beta_end)
+        self.diffusion = GridDiffusion(self.num_diffusion_steps, self.beta_start, self.beta_end,
+                                       prediction=self.prediction, clip_x0=self.x0_clip)
         field = VoxelGridField(self.feature_size, self.volume_extent, dict(self.render_mlp_args))
         self.renderer = VolumeRenderer(
             field=field, volume_extent=self.volume_extent, bg_color=tuple(self.bg_color), **self.renderer_args
@@ -187,6 +208,15 @@ class HoloDiffusionModel(  # pyre-ignore[13]
                      if getattr(self, key) < 0]
         problems += [f"{key}={getattr(self, key)} (must be in [0, 1])"
                      for key in ("bootstrap_prob", "ray_fg_weight", "mask_threshold") if not 0.0 <= getattr(self, key) <= 1.0]
+        if self.x0_clip is not None and not self.x0_clip > 0:
+            problems.append(f"x0_clip={self.x0_clip} (must be > 0, or null for no clamp)")
+        if self.prediction not in PREDICTIONS:
+            problems.append(f"prediction={self.prediction!r} (expected one of {list(PREDICTIONS)})")
+        if self.sample_decode not in SAMPLE_DECODES:
+            problems.append(f"sample_decode={self.sample_decode!r} (expected one of {list(SAMPLE_DECODES)})")
+        elif self.sample_decode == "unet_t0" and self.prediction != "x0":
+            problems.append(f"sample_decode='unet_t0' needs prediction='x0' (got {self.prediction!r}): "
+                            "tanh of an eps / v output is not a grid")
         if self.volume_extent <= 0:
             problems.append(f"volume_extent={self.volume_extent} (must be > 0)")
         if not 0.0 < self.beta_start <= self.beta_end < 1.0:
@@ -222,14 +252,29 @@ class HoloDiffusionModel(  # pyre-ignore[13]
         return self.lifter(images, masks, cameras, crops)
 
     def denoise(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """x0 prediction clipped to [-1, 1]: x_t (B, F, D, H, W), t (B,) int or float -> (B, F, D, H, W).
+        """x0 estimate clipped to ``x0_clip``: x_t (B, F, D, H, W), t (B,) int or float -> (B, F, D, H, W).
 
         Without a U-Net this is the identity (clipped), so ``render_mlp_only`` renders V0 itself.
         """
+        return self._denoise_with_output(x_t, t)[1]
+
+    def _denoise_with_output(self, x_t: torch.Tensor, t: torch.Tensor) -> Tuple[Optional[torch.Tensor], torch.Tensor]:
+        """(the U-Net's raw output in its parameterisation or None, the clipped x0 estimate)."""
         if self.unet is None:
-            return x_t.clamp(-1.0, 1.0)
-        x0 = self.unet(x_t, t.to(torch.float32))
-        return x0.clamp(-1.0, 1.0).to(x_t.dtype)
+            return None, self.clip_grid(x_t)
+        out = self.unet(x_t, t.to(torch.float32))
+        return out, self.diffusion.to_x0(out, x_t, t).to(x_t.dtype)
+
+    def clip_grid(self, grid: torch.Tensor) -> torch.Tensor:
+        """``grid`` clamped to [-x0_clip, x0_clip] (unchanged when x0_clip is None)."""
+        return grid if self.x0_clip is None else grid.clamp(-self.x0_clip, self.x0_clip)
+
+    def decode_sample(self, grid: torch.Tensor) -> torch.Tensor:
+        """The grid to render for a drawn sample (B, F, D, H, W): itself, or tanh(UNet(x, 0))."""
+        if self.sample_decode == "none":
+            return grid
+        t0 = torch.zeros(grid.shape[0], device=grid.device)
+        return torch.tanh(self.unet(grid, t0)).to(grid.dtype)
 
     def reconstruct(self, v0: torch.Tensor) -> torch.Tensor:
         """The grid to render for a lifted V0 without sampling: the U-Net at t=0 (or V0 itself).
@@ -294,7 +339,8 @@ class HoloDiffusionModel(  # pyre-ignore[13]
         device: Optional[torch.device] = None,
         **sampler_kwargs,
     ) -> torch.Tensor:
-        """Draws n grids (n, F, D, H, W) in [-1, 1] from noise with ``sampler`` (see GridDiffusion)."""
+        """Draws n grids (n, F, D, H, W) in [-x0_clip, x0_clip] from noise with ``sampler`` (see
+        GridDiffusion), decoded by ``decode_sample``."""
         if not self.can_sample:
             raise RuntimeError(f"sample() is not available: {self.cannot_sample_reason}")
         if cond is not None or guidance_scale != 1.0:
@@ -306,7 +352,7 @@ class HoloDiffusionModel(  # pyre-ignore[13]
             self.denoise, shape, sampler=sampler, steps=steps, eta=eta, generator=generator,
             callback=callback, device=device, **sampler_kwargs,
         )
-        return grid.clamp(-1.0, 1.0)
+        return self.decode_sample(self.clip_grid(grid))
 
     def sampling_accelerated(self, enabled: bool = True):
         """The U-Net replayed as a CUDA graph while sampling (no-op off CUDA)."""
@@ -325,7 +371,7 @@ class HoloDiffusionModel(  # pyre-ignore[13]
         """
         out = self.renderer.render_image(
             cameras, image_size, chunk_size or self.chunk_size_eval, n_scenes=samples.shape[0],
-            grid=samples.clamp(-1.0, 1.0),
+            grid=self.clip_grid(samples),
         )
         return {"rgb": out["features"], "depth": out["depth"], "opacity": out["opacity"]}
 
@@ -367,7 +413,7 @@ class HoloDiffusionModel(  # pyre-ignore[13]
 
     def query_field(self, sample, points, directions):
         """Density (M,) and rgb (M, 3) of one grid (F, D, H, W) through the RenderMLP, no grad."""
-        density, rgb = self.renderer.field.query(sample.clamp(-1.0, 1.0), points, directions)
+        density, rgb = self.renderer.field.query(self.clip_grid(sample), points, directions)
         return density.float(), rgb.float()
 
     # ---------------------------------------------------------------- forward
@@ -437,9 +483,10 @@ class HoloDiffusionModel(  # pyre-ignore[13]
         if not (training and self.use_diffusion):
             return self.reconstruct(v0), stats
         t = self.diffusion.sample_t(v0.shape[0], v0.device)
-        x0 = self.denoise(self.diffusion.noise(v0, t), t)
+        eps = torch.randn_like(v0)
+        out, x0 = self._denoise_with_output(q_sample(v0, t, self.diffusion.schedule(v0.device), eps), t)
         if self.x0_loss_weight > 0:
-            stats["loss_x0"] = (x0.float() - v0.detach().float()).square().mean()
+            stats["loss_x0"] = self._x0_loss(out, x0, v0.detach(), eps, t)
         bootstrap = self.bootstrap_prob > 0 and float(torch.rand(())) < self.bootstrap_prob
         if bootstrap:
             first = x0.detach() if self.bootstrap_detach_first else x0
@@ -448,6 +495,12 @@ class HoloDiffusionModel(  # pyre-ignore[13]
         stats["timestep"] = t.float().mean()
         stats["bootstrapped"] = zero + float(bootstrap)
         return x0, stats
+
+    def _x0_loss(self, out, x0, v0, eps, t) -> torch.Tensor:
+        """The direct diffusion loss of the first pass (see x0_loss_weight), a 0-d float32 tensor."""
+        if self.prediction == "x0":
+            return (x0.float() - v0.float()).square().mean()
+        return self.diffusion.process.loss(out.float(), v0.float(), eps.float(), t).mean()
 
     def _render_training(self, grid: torch.Tensor, targets: TargetViews, checks: FiniteCheck) -> Dict:
         """Renders n_rays_per_target rays of every target and compares them with the masked targets."""

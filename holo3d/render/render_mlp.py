@@ -5,6 +5,11 @@ the skip layers; density is read off the trunk, colour from the trunk features p
 encoding of the view direction. The colour layer's weight is split into a trunk part and a direction
 part whose sum is broadcast, so the direction is encoded once per ray rather than concatenated onto
 every point (P times less memory traffic for the part that only depends on the ray).
+
+Two switches reproduce the official HoloDiffusion decoder: ``trunk_activation="last_leaky_relu"``
+(its trunk is, through an inherited activation bug, affine with a single LeakyReLU at the end) and
+``density_noise_std_train`` (N(0, std^2) noise on the raw density before its activation, in training
+mode only, as NeRF and Implicitron regularise densities).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from pytorch3d.renderer import HarmonicEmbedding
 from torch import nn
 
 _DENSITY_ACTIVATIONS = {"softplus": F.softplus, "relu": F.relu}
+TRUNK_ACTIVATIONS = ("relu", "last_leaky_relu")
 
 
 class RenderMLP(nn.Module):
@@ -28,6 +34,14 @@ class RenderMLP(nn.Module):
     "none", e.g. a latent image).
     ``directions`` need not be unit length and only has to broadcast against the leading dims of
     ``features`` (e.g. ``(S, R, 1, 3)`` against ``(S, R, P, C)``).
+
+    Args (besides the sizes):
+        density_activation: "softplus" (never exactly 0) or "relu" (the official code's).
+        trunk_activation: "relu" after every trunk layer (a NeRF MLP), or "last_leaky_relu": no
+            activation between trunk layers and one LeakyReLU after the last, i.e. a nearly affine
+            decoder (the official code's effective MLP), so the grid itself must hold the shape.
+        density_noise_std_train: std of Gaussian noise added to the raw density in training mode
+            (``self.training``); 0 (default) adds none, the official code uses 1.0.
     """
 
     def __init__(
@@ -41,8 +55,16 @@ class RenderMLP(nn.Module):
         density_activation: str = "softplus",
         out_channels: int = 3,
         color_activation: str = "sigmoid",
+        trunk_activation: str = "relu",
+        density_noise_std_train: float = 0.0,
     ):
         super().__init__()
+        if trunk_activation not in TRUNK_ACTIVATIONS:
+            raise ValueError(f"trunk_activation={trunk_activation!r}; expected one of {TRUNK_ACTIVATIONS}")
+        if not density_noise_std_train >= 0.0:
+            raise ValueError(f"density_noise_std_train={density_noise_std_train}; must be >= 0")
+        self.trunk_activation = trunk_activation
+        self.density_noise_std_train = float(density_noise_std_train)
         if density_activation not in _DENSITY_ACTIVATIONS:
             raise ValueError(
                 f"density_activation={density_activation!r}; expected one of "
@@ -77,14 +99,12 @@ class RenderMLP(nn.Module):
         # 2-D contiguous rows: every GEMM then fuses its bias add (unfused adds on strided inputs
         # and a concatenation for the skip were a third of an H200 frame).
         x = features.reshape(-1, features.shape[-1])  # (N, C)
-        h = x
-        for i, layer in enumerate(self.trunk):
-            if i > 0 and i in self.skip_layers:
-                h = F.relu(_skip_linear(h, x, layer), inplace=True)  # (N, hidden)
-            else:
-                h = _linear_relu(h, layer)  # (N, hidden)
+        h = self._trunk_relu(x) if self.trunk_activation == "relu" else self._trunk_affine(x)  # (N, hidden)
         out = _linear_padded(h, self.trunk_head).reshape(*lead, -1)  # (..., 1 + color_hidden)
-        density = _DENSITY_ACTIVATIONS[self.density_activation](out[..., :1])
+        raw_density = out[..., :1]
+        if self.training and self.density_noise_std_train > 0:
+            raw_density = raw_density + self.density_noise_std_train * torch.randn_like(raw_density)
+        density = _DENSITY_ACTIVATIONS[self.density_activation](raw_density)
         dir_code = self.color_from_dir(self.dir_embedding(F.normalize(directions.float(), dim=-1)))
         color_h = F.relu(out[..., 1:] + dir_code)  # (..., color_hidden): per-ray part broadcast
         color_h = color_h.reshape(-1, color_h.shape[-1])  # (N, color_hidden)
@@ -92,6 +112,23 @@ class RenderMLP(nn.Module):
         if self.color_activation == "sigmoid":
             out = torch.sigmoid(out)
         return density, out  # (..., 1), (..., C)
+
+    def _trunk_relu(self, x: torch.Tensor) -> torch.Tensor:
+        """ReLU after every trunk layer, the input re-injected at the skips: (N, C) -> (N, hidden)."""
+        h = x
+        for i, layer in enumerate(self.trunk):
+            if i > 0 and i in self.skip_layers:
+                h = F.relu(_skip_linear(h, x, layer), inplace=True)  # (N, hidden)
+            else:
+                h = _linear_relu(h, layer)  # (N, hidden)
+        return h
+
+    def _trunk_affine(self, x: torch.Tensor) -> torch.Tensor:
+        """Trunk layers composed without activations, one LeakyReLU at the end: (N, C) -> (N, hidden)."""
+        h = x
+        for i, layer in enumerate(self.trunk):
+            h = _skip_linear(h, x, layer) if i > 0 and i in self.skip_layers else layer(h)  # (N, hidden)
+        return F.leaky_relu(h) if len(self.trunk) else h
 
 
 def _linear_relu(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:

@@ -1,0 +1,215 @@
+"""HoloDiffusion's generation switches (issue 17): parameterisations, x0 clip, the official sample
+decode, the official RenderMLP behaviours, and a two-mode guard of the whole mechanism."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from models_testdata import random_frame_batch, tiny_model
+from pytorch3d.implicitron.models.renderer.base import EvaluationMode
+
+from holo3d.render.render_mlp import RenderMLP
+
+# Every official-code behaviour of configs/holo_official.yaml, on the tiny model.
+OFFICIAL = {
+    "bootstrap_detach_first": False,
+    "sample_decode": "unet_t0",
+    "renderer_args.last_delta": 1e10,
+    "render_mlp_args.density_activation": "relu",
+    "render_mlp_args.density_noise_std_train": 1.0,
+    "render_mlp_args.trunk_activation": "last_leaky_relu",
+}
+
+
+@pytest.mark.parametrize("prediction", ["x0", "eps", "v"])
+def test_denoise_converts_each_parameterisation_to_x0(prediction):
+    torch.manual_seed(0)
+    model = tiny_model(prediction=prediction, num_diffusion_steps=50, x0_clip=None).eval()
+    x_t = torch.randn(2, 8, 8, 8, 8)
+    t = torch.tensor([3, 40])
+    with torch.no_grad():
+        out = model.unet(x_t, t.float())
+        expected = model.diffusion.process.to_x0(out, x_t, t)
+        assert torch.allclose(model.denoise(x_t, t), expected)
+    if prediction == "eps":  # x0 = (x_t - sqrt(1 - ab) eps) / sqrt(ab)
+        ab = model.diffusion.schedule()[t].float().view(2, 1, 1, 1, 1)
+        assert torch.allclose(expected, (x_t - (1 - ab).sqrt() * out) / ab.sqrt(), atol=1e-5)
+
+
+@pytest.mark.parametrize("prediction", ["eps", "v"])
+def test_training_step_with_diffusion_loss_in_own_parameterisation(prediction):
+    torch.manual_seed(0)
+    model = tiny_model(prediction=prediction, x0_loss_weight=1.0, bootstrap_prob=1.0)
+    preds = model(**random_frame_batch(2, 4, 32), evaluation_mode=EvaluationMode.TRAINING)
+    loss = float(preds["loss_x0"].detach())
+    assert 0.0 < loss < float("inf")
+    if prediction == "eps":
+        assert loss > 0.5  # an untrained net is far from eps (unit variance); an x0 MSE of V0 is not
+    preds["objective"].backward()
+    assert all(p.grad is not None for p in model.unet.parameters() if p.requires_grad)
+
+
+def test_x0_clip_bounds_estimates_and_samples():
+    torch.manual_seed(0)
+    model = tiny_model(x0_clip=0.25, num_diffusion_steps=20).eval()
+    with torch.no_grad():
+        for p in model.unet.parameters():
+            p.add_(torch.randn_like(p))  # (the output layer starts at zero) push the output past the clip
+        x0 = model.denoise(torch.randn(1, 8, 8, 8, 8), torch.tensor([10]))
+        assert x0.abs().max() <= 0.25 + 1e-6 and x0.abs().max() > 0.2
+        s = model.sample(2, sampler="ddim", steps=4, generator=torch.Generator().manual_seed(0))
+    assert s.abs().max() <= 0.25 + 1e-6
+
+
+def test_sample_decode_unet_t0_renders_tanh_of_unet_at_zero():
+    torch.manual_seed(0)
+    plain = tiny_model(num_diffusion_steps=20).eval()
+    with torch.no_grad():
+        for p in plain.unet.parameters():
+            p.add_(0.1 * torch.randn_like(p))  # the output layer starts at zero
+    decoded = tiny_model(num_diffusion_steps=20, sample_decode="unet_t0").eval()
+    decoded.load_state_dict(plain.state_dict())
+    kwargs = dict(sampler="ddim", steps=4)
+    a = plain.sample(2, generator=torch.Generator().manual_seed(1), **kwargs)
+    b = decoded.sample(2, generator=torch.Generator().manual_seed(1), **kwargs)
+    with torch.no_grad():
+        expected = torch.tanh(plain.unet(a, torch.zeros(2)))
+    assert torch.allclose(b, expected, atol=1e-6) and not torch.allclose(a, b)
+
+
+def test_bad_generation_settings_are_refused_by_key():
+    with pytest.raises(ValueError, match="prediction='x1'"):
+        tiny_model(prediction="x1")
+    with pytest.raises(ValueError, match="sample_decode='unet_t0' needs prediction='x0'"):
+        tiny_model(prediction="eps", sample_decode="unet_t0")
+    with pytest.raises(ValueError, match="x0_clip=0.0"):
+        tiny_model(x0_clip=0.0)
+    with pytest.raises(ValueError, match="trunk_activation='tanh'"):
+        RenderMLP(in_features=4, trunk_activation="tanh")
+    with pytest.raises(ValueError, match="density_noise_std_train=-1"):
+        RenderMLP(in_features=4, density_noise_std_train=-1.0)
+
+
+def test_affine_trunk_is_linear_layers_then_one_leaky_relu():
+    torch.manual_seed(0)
+    mlp = RenderMLP(in_features=5, hidden_dim=16, n_layers=3, skip_layers=(2,), color_hidden_dim=8,
+                    trunk_activation="last_leaky_relu")
+    x = torch.randn(7, 5)
+    h = mlp.trunk[1](mlp.trunk[0](x))
+    h = mlp.trunk[2](torch.cat([h, x], dim=-1))  # the skip re-injects the input
+    assert torch.allclose(mlp._trunk_affine(x), F.leaky_relu(h), atol=1e-5)
+
+
+def test_density_noise_only_in_training_mode():
+    torch.manual_seed(0)
+    mlp = RenderMLP(in_features=5, hidden_dim=16, color_hidden_dim=8, density_noise_std_train=1.0)
+    feats, dirs = torch.randn(64, 5), torch.randn(64, 3)
+    d1, c1 = mlp(feats, dirs)
+    d2, c2 = mlp(feats, dirs)
+    assert not torch.allclose(d1, d2) and torch.allclose(c1, c2)  # colour is never perturbed
+    mlp.eval()
+    assert torch.equal(mlp(feats, dirs)[0], mlp(feats, dirs)[0])
+
+
+def test_official_switches_train_and_sample():
+    torch.manual_seed(0)
+    model = tiny_model(num_diffusion_steps=20, bootstrap_prob=1.0, **OFFICIAL)
+    preds = model(**random_frame_batch(2, 4, 32), evaluation_mode=EvaluationMode.TRAINING)
+    assert float(preds["bootstrapped"]) == 1.0 and torch.isfinite(preds["objective"])
+    preds["objective"].backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    model.eval()
+    s = model.sample(2, sampler="ddim", steps=3, generator=torch.Generator().manual_seed(0))
+    assert s.abs().max() < 1.0  # tanh decode
+
+
+# ------------------------------------------------------------------ two-mode guard (issue 17)
+
+_CUBE_V = torch.tensor([[x, y, z] for x in (-1.0, 1.0) for y in (-1.0, 1.0) for z in (-1.0, 1.0)])
+_CUBE_F = torch.tensor([[0, 1, 3], [0, 3, 2], [4, 6, 7], [4, 7, 5], [0, 4, 5], [0, 5, 1],
+                        [2, 3, 7], [2, 7, 6], [0, 2, 6], [0, 6, 4], [1, 5, 7], [1, 7, 3]])
+
+
+def _mode_mesh(kind: str, size: float):
+    """A red cube or a blue sphere of the given size (flat vertex colours)."""
+    from pytorch3d.renderer import TexturesVertex
+    from pytorch3d.structures import Meshes
+    from pytorch3d.utils import ico_sphere
+
+    if kind == "cube":
+        verts, faces, colour = _CUBE_V * size * 0.55, _CUBE_F, torch.tensor([0.9, 0.15, 0.1])
+    else:
+        sphere = ico_sphere(2)
+        verts, faces, colour = sphere.verts_packed() * size * 0.7, sphere.faces_packed(), torch.tensor([0.1, 0.2, 0.9])
+    return Meshes([verts], [faces], TexturesVertex([colour.expand(verts.shape[0], 3)]))
+
+
+@torch.no_grad()
+def _two_mode_scenes(n_views: int, size: int = 32):
+    """Images (4, V, 3, H, W), masks (4, V, 1, H, W) of two red cubes and two blue spheres, one orbit."""
+    from models_testdata import orbit_cameras
+    from pytorch3d.renderer import (AmbientLights, HardPhongShader, MeshRasterizer, MeshRenderer,
+                                    RasterizationSettings)
+
+    cams = orbit_cameras(n_views)
+    renderer = MeshRenderer(MeshRasterizer(cams, RasterizationSettings(image_size=size, faces_per_pixel=1)),
+                            HardPhongShader(cameras=cams, lights=AmbientLights()))
+    images, masks = [], []
+    for kind, scale in (("cube", 0.8), ("cube", 1.0), ("sphere", 0.8), ("sphere", 1.0)):
+        rgba = renderer(_mode_mesh(kind, scale).extend(n_views))  # (V, H, W, 4)
+        alpha = (rgba[..., 3:] > 0).float()
+        images.append((rgba[..., :3] * alpha).permute(0, 3, 1, 2))
+        masks.append(alpha.permute(0, 3, 1, 2))
+    return torch.stack(images), torch.stack(masks), cams
+
+
+def _sample_modes(rgb: torch.Tensor, opacity: torch.Tensor) -> list:
+    """'red' / 'blue' / 'grey' / 'empty' per sample from its renders (B, V, 3, H, W) / (B, V, 1, H, W)."""
+    modes = []
+    for views, alpha in zip(rgb, opacity):
+        fg = alpha[:, 0] > 0.5  # (V, H, W)
+        if fg.sum() < 5:
+            modes.append("empty")
+            continue
+        r, _, b = views.permute(1, 0, 2, 3)[:, fg].mean(-1)  # mean foreground colour
+        modes.append("red" if r > b + 0.1 else "blue" if b > r + 0.1 else "grey")
+    return modes
+
+
+# Measured on 2 CPU cores (300 steps, lr 1e-3, 12 DDIM-20 samples, 2 scenes x 4 frames a step):
+# default / x0_loss_weight=1 / x0_loss_weight=1 + no bootstrap / bootstrap through both passes +
+# unet_t0 decode / every OFFICIAL switch: 12 of 12 samples grey each time (the mean colour of the two
+# modes; training PSNR still 11-13 dB, so reconstruction itself is weak at this length), 70-100 s each. See the GPU ablations of issue 17.
+GUARD_SETTINGS = {"x0_loss_weight": 1.0}
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(reason="issue 17: samples still collapse to the grey mean of the two modes on CPU "
+                          "within 300 steps under every switch tried (see GUARD_SETTINGS)", strict=True)
+def test_two_mode_dataset_gives_samples_of_both_modes():
+    from models_testdata import orbit_cameras
+    from pytorch3d.renderer import PerspectiveCameras
+
+    torch.manual_seed(0)
+    images, masks, cams = _two_mode_scenes(8)
+    model = tiny_model(num_diffusion_steps=100, **GUARD_SETTINGS)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(300):
+        scenes, frames = torch.randperm(4, generator=g)[:2].tolist(), torch.randperm(8, generator=g)[:4].tolist()
+        index = [f for _ in scenes for f in frames]
+        batch = {"image_rgb": images[scenes][:, frames].flatten(0, 1),
+                 "fg_probability": masks[scenes][:, frames].flatten(0, 1), "mask_crop": None,
+                 "camera": PerspectiveCameras(focal_length=cams.focal_length[index], R=cams.R[index], T=cams.T[index]),
+                 "sequence_name": [f"s{s}" for s in scenes for _ in frames]}
+        loss = model(**batch, evaluation_mode=EvaluationMode.TRAINING)["objective"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    n, view = 12, orbit_cameras(2)
+    samples = model.sample(n, sampler="ddim", steps=20, generator=torch.Generator().manual_seed(0))
+    cameras = PerspectiveCameras(focal_length=view.focal_length.repeat(n, 1), R=view.R.repeat(n, 1, 1),
+                                 T=view.T.repeat(n, 1))
+    out = model.render_samples(samples, cameras, (24, 24))
+    modes = _sample_modes(out["rgb"], out["opacity"])
+    assert "red" in modes and "blue" in modes, modes
