@@ -1,4 +1,4 @@
-# holo3d: `make demo` (install + data + tiny training + sample video), `make test` (the test suite).
+# holo3d: `make demo` (install + data + tiny training + few-view reconstruction of held-out objects), `make test`.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
