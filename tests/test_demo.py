@@ -51,6 +51,7 @@ def test_make_demo_end_to_end(tmp_path):
                    cwd=REPO, check=True)
     assert Image.open(exp / "demo_summary.png").size[0] > 0
     metrics = json.loads((exp / "reconstructions" / "metrics.json").read_text())
-    assert metrics["n_sequences"] >= 1 and metrics["mean"]["psnr"] > 0
+    # Deterministic: 16.8 dB on the demo's held-out mugs, against ~11 dB for the sources' mean colour.
+    assert metrics["n_sequences"] >= 1 and metrics["mean"]["psnr"] > 13.0
     assert list((exp / "reconstructions").glob("*_turntable.mp4"))
-    assert list((exp / "generated_samples").glob("*.mp4"))
+    assert list((exp / "reconstructions").glob("*_views.mp4"))
