@@ -26,6 +26,7 @@ import torch
 from omegaconf import OmegaConf
 
 from holo3d.eval.generation_quality import GenerationQualityReport, evaluate_generation, samples_to_occupancy
+from holo3d.models.protocol import FieldModel, GenerativeModel
 from holo3d.sample.input_checks import SettingsError
 
 logger = logging.getLogger(__name__)
@@ -165,8 +166,9 @@ def evaluate_experiment(cfg: GenerationEvalConfig) -> GenerationQualityReport:
 
     loaded = load_experiment(cfg.exp_dir, cfg.epoch, cfg.use_ema, cfg.device)
     model = loaded.model
-    if not getattr(model, "can_sample", False) or not hasattr(model, "query_field"):
-        raise SettingsError(f"{type(model).__name__} cannot be evaluated here: it needs sample() and query_field()")
+    if not (isinstance(model, GenerativeModel) and isinstance(model, FieldModel) and model.can_sample):
+        raise SettingsError(f"{type(model).__name__} cannot be evaluated here: it must be a GenerativeModel "
+                            "that can sample and a FieldModel (radiance-field samples)")
     folder, train_names, held_out = builtin_split(loaded.config)
     train, heldout = load_occupancy(folder, train_names), load_occupancy(folder, held_out)
     samples = draw_samples(model, cfg, loaded.device)

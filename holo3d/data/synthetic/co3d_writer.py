@@ -36,6 +36,8 @@ FPS = 30.0  # frame_timestamp = frame_number / FPS, like a 30 fps video
 class Co3dWriter:
     """DatasetWriter for the CO3Dv2 layout (see the module docstring)."""
 
+    needs_renders = True  # writes images (see writer_base.DatasetWriter)
+
     def __init__(self, root: str, spec: SyntheticSpec) -> None:
         self.root = root
         self.spec = spec

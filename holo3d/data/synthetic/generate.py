@@ -59,7 +59,7 @@ def _render_all(spec, folder, device, writer_factory, progress) -> float:
     start = time.perf_counter()
     os.makedirs(folder)
     writer = writer_factory(folder, spec)
-    render = getattr(writer_factory, "needs_renders", True)  # writers without images say so
+    render = writer_factory.needs_renders  # False for formats without images (voxels)
     jobs = [(c, i) for c in spec.categories for i in range(spec.sequences)]
     for category, index in tqdm(jobs, desc="synthetic sequences", unit="seq", disable=not progress):
         writer.add(render_sequence(spec, category, index, device=device, render=render))

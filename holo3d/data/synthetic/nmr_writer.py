@@ -51,6 +51,8 @@ def synset_of(category: str) -> str:
 class NmrWriter:
     """DatasetWriter for the NMR layout (see the module docstring)."""
 
+    needs_renders = True  # writes images (see writer_base.DatasetWriter)
+
     def __init__(self, root: str, spec: SyntheticSpec) -> None:
         self.root = root
         self.spec = spec

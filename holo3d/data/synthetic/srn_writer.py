@@ -55,6 +55,8 @@ def shared_intrinsics(cameras: OrbitCameras) -> OrbitCameras:
 class SrnWriter:
     """DatasetWriter for the SRN layout (see the module docstring)."""
 
+    needs_renders = True  # writes images (see writer_base.DatasetWriter)
+
     def __init__(self, root: str, spec: SyntheticSpec) -> None:
         self.root = root
         self.spec = spec

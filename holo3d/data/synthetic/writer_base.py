@@ -15,7 +15,7 @@ from holo3d.data.synthetic.spec import SyntheticSpec
 class DatasetWriter(Protocol):
     """Writes a dataset under ``root`` (a fresh directory) for ``spec``.
 
-    ``needs_renders`` (class attribute, default True): False for formats that store no images (the
+    ``needs_renders`` (class attribute, every writer declares it): False for formats that store no images (the
     voxel writer), so generation skips rendering for them.
     """
 
