@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import torch
+from omegaconf import OmegaConf
 from pytorch3d.implicitron.models.renderer.base import EvaluationMode
 from pytorch3d.implicitron.tools.config import expand_args_fields, get_default_args
 from pytorch3d.renderer.cameras import PerspectiveCameras
@@ -40,7 +41,10 @@ from holo3d.data.synthetic.srn_writer import SrnWriter, plural
 from holo3d.eval import lpips, lpips_unavailable_reason, psnr, ssim, write_metrics_json
 from holo3d.models.genvs import GenvsModel
 from holo3d.sample.contact_sheet import compose_sheet, write_png
+from holo3d.io.atomic_file import write_text_atomic
+from holo3d.train.checkpoint import save_checkpoint
 from holo3d.train.config_cli import compose_config
+from holo3d.train.experiment import EXPCONFIG_NAME
 
 MODEL_KEY = "model_factory_HoloModelFactory_args"
 
@@ -59,6 +63,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--max-memory-gib", type=float, default=40.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tiny", action="store_true", help="CPU smoke run: 32 px, tiny model, < 1 minute")
+    parser.add_argument("--save-exp", default="", help="also write the trained model as an experiment folder "
+                        "(expconfig.yaml + checkpoint) that distill.py and generate_samples.py load")
     return parser.parse_args(argv)
 
 
@@ -120,19 +126,42 @@ def load_data(root: str, category: str, device: torch.device) -> Dict[str, Views
 # ------------------------------------------------------------------------------------- model
 
 
-def build_model(args, device: torch.device) -> GenvsModel:
-    """GenvsModel with the category's config (genvs_demo's, at 32 px, for --tiny)."""
-    name = "genvs_demo" if args.tiny else f"genvs_srn_{plural(args.category)}"
-    fields = dict(compose_config(name)[MODEL_KEY].model_GenvsModel_args)
+def config_name(args) -> str:
+    return "genvs_demo" if args.tiny else f"genvs_srn_{plural(args.category)}"
+
+
+def model_fields(args) -> Dict[str, Any]:
+    """The GenvsModel arguments of the category's config (genvs_demo's, shrunk to 32 px, for --tiny)."""
+    fields = OmegaConf.to_container(compose_config(config_name(args))[MODEL_KEY].model_GenvsModel_args)
     if args.tiny:
         fields.update(image_size=32, latent_size=16, steps_default=4)
         fields["encoder_args"].update(small_channels=8, decoder_channels=16)
         fields["unet_args"].update(model_channels=16, channel_mult=[1, 2])
         fields["renderer_args"].update(n_pts_coarse=16, n_pts_fine=8)
+    return fields
+
+
+def build_model(args, device: torch.device) -> GenvsModel:
     expand_args_fields(GenvsModel)
     cfg = get_default_args(GenvsModel)
-    cfg.update(fields)
+    cfg.update(model_fields(args))
     return GenvsModel(**cfg).to(device)
+
+
+def save_experiment(model: GenvsModel, args, root: str, steps: int) -> Path:
+    """The trained model as an experiment folder: the training config with this run's model and data
+    settings, and one end-of-epoch checkpoint in the trainer's format (so every loader reads it)."""
+    exp_dir = Path(args.save_exp).expanduser().resolve()
+    cfg = compose_config(config_name(args), [f"data_root={root}", f"category={plural(args.category)}",
+                                             f"exp_dir={exp_dir}"])
+    cfg[MODEL_KEY].model_GenvsModel_args = OmegaConf.merge(cfg[MODEL_KEY].model_GenvsModel_args,
+                                                           model_fields(args))
+    config_yaml = OmegaConf.to_yaml(cfg)
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(exp_dir / EXPCONFIG_NAME, config_yaml)
+    state = {"model": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "ema": None,
+             "epoch": 0, "batch_in_epoch": 0, "iteration": steps, "config": config_yaml}
+    return save_checkpoint(exp_dir, 0, state, keep_last=1)
 
 
 def training_batch(data: Views, batch: int, generator: torch.Generator) -> Dict[str, Any]:
@@ -318,6 +347,8 @@ def main(argv: Optional[List[str]] = None) -> int:
               "contact_sheet_columns": ["input", "ground truth", "field RGB", "Heun", "Euler churn"],
               "wall_s": time.perf_counter() - start}
     write_metrics_json(out / "metrics.json", report)
+    if args.save_exp:
+        print(f"experiment written: {save_experiment(model, args, root, training['steps'])}", flush=True)
     print(json.dumps({k: report[k] for k in ("heldout", "speed")}, indent=1), flush=True)
     return 0
 

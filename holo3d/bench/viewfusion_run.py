@@ -128,10 +128,11 @@ def training_batch(images, angles, scenes: int, frames: int, generator) -> Dict:
 # ----------------------------------------------------------------------------- training
 
 
-def build_model(settings: RunSettings, device: torch.device) -> ViewFusionModel:
+def build_model(settings: RunSettings, device: torch.device, prediction: str = "eps") -> ViewFusionModel:
     expand_args_fields(ViewFusionModel)
     cfg = get_default_args(ViewFusionModel)
     cfg.image_size = settings.image_size
+    cfg.prediction = prediction
     cfg.unet_args.update(settings.unet_args)
     return ViewFusionModel(**cfg).to(device)
 
@@ -299,6 +300,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help="built-in objects per category (default: the preset's, 12 for demo)")
     parser.add_argument("--scenes-per-batch", type=int, default=None, help="objects (targets) per step")
     parser.add_argument("--device", default="auto", help="cuda, cpu or auto")
+    parser.add_argument("--prediction", default="v", choices=["eps", "v"],
+                        help="the denoiser's output (the paper's eps; v samples better early in training)")
     return parser.parse_args(argv)
 
 
@@ -336,7 +339,7 @@ def run(args, settings: RunSettings, device, out: Path, start: float, scratch: O
     held = [split_tensors(d, device) for d in (splits.val, splits.test) if d is not None and len(d)]
     test_images, test_angles = (torch.cat([h[i] for h in held]) for i in (0, 1))
     data_s = time.perf_counter() - start
-    model = build_model(settings, device)
+    model = build_model(settings, device, args.prediction)
     deadline = start + 60 * args.minutes - settings.eval_reserve_s
     training = train(model, train_images, train_angles, settings, deadline, device)
     ema = training.pop("ema").eval()
@@ -352,7 +355,8 @@ def run(args, settings: RunSettings, device, out: Path, start: float, scratch: O
                  "image_size": int(train_images.shape[-1]), "seconds": data_s},
         "model": {"parameters_m": sum(p.numel() for p in model.parameters()) / 1e6,
                   "unet_args": OmegaConf.to_container(OmegaConf.create(model.unet_args)), "max_views": model.max_views,
-                  "scenes_per_batch": settings.scenes_per_batch, "evaluated_weights": "ema (decay 0.999)"},
+                  "scenes_per_batch": settings.scenes_per_batch, "prediction": model.prediction,
+                  "evaluated_weights": "ema (decay 0.999)"},
         "training": {**training, "precision": "bf16" if device.type == "cuda" else "fp32"},
         "evaluation": {"sampler": settings.eval_sampler, "steps": settings.eval_steps,
                        "schedule": "test schedule cut at alpha_bar >= 1e-4",
