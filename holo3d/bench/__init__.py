@@ -10,6 +10,16 @@ Figures (see each module's docstring for exactly what is timed):
     e2e           ``generate_samples.py num_samples=15`` on a fresh experiment folder (subprocess)
     profile       torch.profiler table of the top ops of one workload (``--profile WHAT``)
 
+Those are HoloDiffusion's (``--model holo``, the default). ``--model genvs|viewfusion|voxel_ldm|distill``
+measures another system, built from its config, with two figures (``systems``):
+
+    system.train  the trainer's training step (distill: one distillation iteration): items/s, step
+                  time, peak memory, FLOPs (FlopCounterMode) and MFU against the GPU's peak
+    system.sample ``model.sample`` with the config's sampler (distill: seconds per iteration)
+
+``official_step`` times the official HoloDiffusion code's training step on the same synthetic
+batches, from a user's checkout (scripts/bench_against_official.sh prints the ratios).
+
 Modules, one concept each:
 
     settings          BenchSettings: the base (GPU) and tiny (CPU) configurations
@@ -21,4 +31,7 @@ Modules, one concept each:
     denoiser_variants channels_last_3d, torch.compile and CUDA-graph variants of the U-Net
     fresh_experiment  an experiment folder (expconfig.yaml + checkpoint) with random weights
     context / runner  shared state (device, model) and the figure dispatch with error capture
+    systems           --model genvs / viewfusion / voxel_ldm / distill: per-system training and
+                      sampling figures, FLOP counting and MFU
+    official_step     the official code's training step, imported from OFFICIAL_DIR (never vendored)
 """

@@ -6,7 +6,19 @@
     python -m holo3d.bench --only unet,sample --channels-last --compile --cuda-graph
     python -m holo3d.bench --profile train --scenes 4 --precisions bf16 --profile-dir prof/
 
-Families: numerics, train, unet, sample, render, e2e (see holo3d/bench/__init__.py). Progress
+--model picks the system (default holo: HoloDiffusion, the figures below). The other systems --
+genvs, viewfusion, voxel_ldm, distill -- have two figures, system.train (training step, items/s,
+peak memory, FLOPs and MFU) and system.sample, built from their configs (holo3d/bench/systems.py):
+
+    python -m holo3d.bench --model genvs                    # configs/genvs_srn_cars.yaml on the GPU
+    python -m holo3d.bench --model voxel_ldm --scenes 8,32 --only train --peak-tflops 989.4
+    python -m holo3d.bench --model distill --cpu            # tiny variant on CPU
+
+For them --scenes is the items per step (scenes; voxel_ldm: grids; distill: rendered views per
+iteration) and --sample-n / --sample-steps the sampler call; flags of HoloDiffusion's figures
+(--bootstrap, --chunks, --e2e-*, --profile ...) are refused.
+
+Families (holo): numerics, train, unet, sample, render, e2e (see holo3d/bench/__init__.py). Progress
 and errors go to stderr; the exit status is 1 if a figure failed or a numerics check is out of
 tolerance. Set HOLO3D_COMMIT to record the commit where the tree has no .git.
 """
@@ -23,6 +35,13 @@ import torch
 from holo3d.bench.report import Reporter
 from holo3d.bench.runner import run
 from holo3d.bench.settings import ALL_FIGURES, BenchSettings, base_settings, tiny_cpu_settings
+
+MODELS = ("holo", "genvs", "viewfusion", "voxel_ldm", "distill")
+# Flags of HoloDiffusion's figures only (argparse dests; None when not given).
+HOLO_ONLY = ("bootstrap", "image_size", "clip_grad_norm", "ema_decay", "step_sync", "compile_step",
+             "model_finite_check", "unet_batches", "channels_last", "compile", "compile_mode", "cuda_graph", "chunks",
+             "render_views", "render_size", "e2e_dir", "e2e_samplers", "e2e_extra", "profile")
+SYSTEM_ONLY = ("peak_tflops", "sample_steps")
 
 
 def _ints(text: str) -> List[int]:
@@ -58,8 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cpu", action="store_true", help="tiny config on CPU (CI mode)")
     p.add_argument("--device", help="override the device (default cuda; cpu with --cpu)")
-    p.add_argument("--only", type=_names(ALL_FIGURES), default=list(ALL_FIGURES),
-                   help=f"comma list of {','.join(ALL_FIGURES)}")
+    p.add_argument("--model", choices=MODELS, default="holo",
+                   help="system to measure: holo (HoloDiffusion, default) or genvs, viewfusion, voxel_ldm, distill")
+    p.add_argument("--only", type=_names(ALL_FIGURES),
+                   help=f"comma list of {','.join(ALL_FIGURES)} (other --model: train,sample)")
     p.add_argument("--out", help="also append the JSON lines to this file")
     p.add_argument("--seed", type=int)
     p.add_argument("--warmup", type=int)
@@ -76,6 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--image-size", type=int, help="side of the synthetic frames (800)")
     g.add_argument("--clip-grad-norm", type=float, help="as configs/base.yaml: 1.0 (0: off)")
     g.add_argument("--ema-decay", type=float, help="as configs/base.yaml: 0.999 (0: no EMA)")
+    g.add_argument("--step-sync", type=_names(("free", "every")),
+                   help="free (the loop's sync_free_step, default), every (one host sync per step); e.g. free,every")
+    g.add_argument("--compile-step", action="store_true", default=None,
+                   help="training forward under torch.compile, as the loop's compile_model")
+    g.add_argument("--no-model-finite-check", dest="model_finite_check", action="store_const", const=False,
+                   help="HoloDiffusionModel.check_finite=false (drops the model's own host sync)")
     g = p.add_argument_group("U-Net step and sampling")
     g.add_argument("--unet-batches", type=_ints, help="e.g. 1,15")
     g.add_argument("--sample-n", type=int, help="grids per model.sample call (15)")
@@ -92,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--e2e-dir", help="experiment folder to create (default: a new temporary one)")
     g.add_argument("--e2e-samplers", type=_samplers, help="e.g. ddpm:1000,ddim:50")
     g.add_argument("--e2e-arg", action="append", dest="e2e_extra", help="extra KEY=VALUE for the script")
+    g = p.add_argument_group("other systems (--model genvs, viewfusion, voxel_ldm, distill)")
+    g.add_argument("--sample-steps", type=int, help="sampler steps (default: the config's; 2 with --cpu)")
+    g.add_argument("--peak-tflops", type=float, help="peak TFLOP/s for the MFU (default: table by GPU name)")
     g = p.add_argument_group("profiling")
     g.add_argument("--profile", help="train,unet,sample,render: profile these instead of timing")
     g.add_argument("--profile-dir", default="bench_profiles")
@@ -105,7 +135,8 @@ def settings_from_args(args: argparse.Namespace) -> BenchSettings:
     chosen = dict(
         seed=args.seed, warmup=args.warmup, repeats=args.repeats, scenes=args.scenes,
         precisions=args.precisions, bootstrap=args.bootstrap, image_size=args.image_size,
-        clip_grad_norm=args.clip_grad_norm, ema_decay=args.ema_decay,
+        clip_grad_norm=args.clip_grad_norm, ema_decay=args.ema_decay, step_sync=args.step_sync,
+        compile_step=args.compile_step, model_finite_check=args.model_finite_check,
         unet_batches=args.unet_batches, sample_n=args.sample_n, sample_repeats=args.sample_repeats,
         channels_last=args.channels_last, compile=args.compile, compile_mode=args.compile_mode,
         cuda_graph=args.cuda_graph, chunk_sizes=args.chunks, render_views=args.render_views,
@@ -118,18 +149,48 @@ def settings_from_args(args: argparse.Namespace) -> BenchSettings:
     return settings
 
 
+def check_model_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuses flags that the chosen --model does not use (exit status 2, naming them)."""
+    foreign = SYSTEM_ONLY if args.model == "holo" else HOLO_ONLY
+    flags = {action.dest: action.option_strings[-1] for action in parser._actions if action.option_strings}
+    given = [flags.get(name, name) for name in foreign if getattr(args, name, None) is not None]
+    if given:
+        parser.error(f"{', '.join(given)} not used with --model {args.model}")
+    if args.model != "holo" and args.only and not set(args.only) <= {"train", "sample"}:
+        parser.error(f"--model {args.model} has the figures train,sample; got --only {','.join(args.only)}")
+
+
+def system_settings_from_args(args: argparse.Namespace):
+    """The SystemSettings of a --model other than holo."""
+    from holo3d.bench.systems import system_settings
+
+    settings = system_settings(
+        args.model, args.cpu, device=args.device, seed=args.seed, warmup=args.warmup, repeats=args.repeats,
+        figures=tuple(args.only) if args.only else None, batch=args.scenes, precisions=args.precisions,
+        sample_n=args.sample_n, sample_steps=args.sample_steps, sample_repeats=args.sample_repeats,
+        peak_tflops=args.peak_tflops, threads=args.threads, cudnn_benchmark=args.cudnn_benchmark or None)
+    settings.tf32 = {"on": True, "off": False, "default": None}[args.tf32]
+    return settings
+
+
 def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    check_model_flags(parser, args)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = settings_from_args(args)
+    settings = settings_from_args(args) if args.model == "holo" else system_settings_from_args(args)
     device = torch.device(settings.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         print("holo3d.bench: no CUDA device here; run with --cpu (tiny CI mode) or --device cpu",
               file=sys.stderr)
         return 2
     reporter = Reporter(device, args.out)
-    return run(settings, reporter, args.only, args.profile or "", args.profile_dir, args.trace)
+    if args.model != "holo":
+        from holo3d.bench.systems import run as run_system
+
+        return run_system(settings, reporter)
+    return run(settings, reporter, args.only or list(ALL_FIGURES), args.profile or "", args.profile_dir, args.trace)
 
 
 if __name__ == "__main__":

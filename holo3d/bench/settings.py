@@ -72,6 +72,12 @@ class BenchSettings:
     # the training loop's per-step extras as configs/base.yaml sets them (0 turns one off)
     clip_grad_norm: float = 1.0
     ema_decay: float = 0.999
+    # the step's fixed-cost levers (holo3d/train/step.py): "free" is the loop's sync_free_step
+    # (its default), "every" reads the logged scalars every step; compile_step is the loop's
+    # compile_model; model_finite_check is HoloDiffusionModel.check_finite (one sync per forward)
+    step_sync: List[str] = field(default_factory=lambda: ["free"])
+    compile_step: bool = False
+    model_finite_check: bool = True
     # U-Net step and sampling
     unet_batches: List[int] = field(default_factory=lambda: [1, 15])
     sample_n: int = 15
