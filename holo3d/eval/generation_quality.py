@@ -18,8 +18,9 @@ Issue 17's figures, for N samples of a model whose samples are radiance fields (
 Targets of the issue (``GenerationQualityReport.targets``): COV-CD at least half the ceiling's,
 1-NNA clearly below the floor's, appearance ratio at least 0.5.
 
-The driver that samples a trained experiment and renders ground truth is
-``holo3d.sample.generation_eval`` (``python -m holo3d.sample.generation_eval exp_dir=... num_samples=N``).
+The core that samples a model and renders ground truth is ``holo3d.eval.generation_run``; its
+entry points are ``python -m holo3d.sample.generation_eval exp_dir=... num_samples=N`` and the
+training loop's ``generation_eval_interval_epochs``.
 """
 
 from __future__ import annotations
@@ -112,6 +113,21 @@ class GenerationQualityReport:
             "nna_below_floor": _compare(s.get("nna_cd"), floor.get("nna_cd"), "<"),
         }
         out["appearance_at_least_half_gt"] = _compare(self.appearance.get("ratio"), 0.5, ">=")
+        return out
+
+    def scalars(self) -> Dict[str, float]:
+        """Flat figures for a dashboard: the samples' COV-CD / MMD-CD / 1-NNA-CD / JSD, each of the
+        first three over the ceiling's (``<key>_to_ceiling``), the collapse floor's 1-NNA, the empty
+        samples, and the appearance spread with its ratio to ground truth. NaN where undefined."""
+        s, ceiling, floor = (self.shapes.get(r, {}) for r in ROWS)
+        out = {k: float(s.get(k, math.nan)) for k in SHAPE_KEYS}
+        for k in ("cov_cd", "mmd_cd", "nna_cd"):
+            ref = float(ceiling.get(k, math.nan))
+            out[f"{k}_to_ceiling"] = out[k] / ref if ref > 0 else math.nan
+        out["nna_cd_floor"] = float(floor.get("nna_cd", math.nan))
+        out["n_empty"] = float(s.get("n_empty", math.nan))
+        out["appearance_spread"] = float(self.appearance.get("samples", math.nan))
+        out["appearance_ratio"] = float(self.appearance.get("ratio", math.nan))
         return out
 
     def to_dict(self) -> Dict[str, Any]:

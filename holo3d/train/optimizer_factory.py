@@ -2,6 +2,7 @@
 
 Schedules are stepped once per optimizer step, so warm-up is counted in iterations; milestones and
 the cosine horizon are given in epochs and converted with the loop's ``iterations_per_epoch``.
+Every breed runs its fused multi-tensor kernel where the parameters allow (``multi_tensor_kernel``).
 """
 
 
@@ -62,17 +63,15 @@ class HoloOptimizerFactory(OptimizerFactoryBase):
 
     def __call__(self, model, iterations_per_epoch, max_epochs):
         groups = self._parameter_groups(model)
+        kernel = multi_tensor_kernel(groups)
         if self.breed == "SGD":
             optimizer = torch.optim.SGD(
-                groups, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay
+                groups, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay, **kernel
             )
         else:
             optimizer_class = torch.optim.Adam if self.breed == "Adam" else torch.optim.AdamW
-            # The fused CUDA kernel updates all parameters in one launch.
-            on_cuda = all(p.is_cuda for g in groups for p in g["params"])
             optimizer = optimizer_class(
-                groups, lr=self.lr, betas=tuple(self.betas), weight_decay=self.weight_decay,
-                fused=on_cuda or None,
+                groups, lr=self.lr, betas=tuple(self.betas), weight_decay=self.weight_decay, **kernel
             )
         factor = self._lr_factor_fn(iterations_per_epoch, max_epochs)
         return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
@@ -116,3 +115,23 @@ class HoloOptimizerFactory(OptimizerFactoryBase):
             return decay(step)
 
         return factor
+
+
+# Devices where Adam, AdamW and SGD have fused kernels for every floating-point dtype.
+_FUSED_DEVICES = ("cuda", "cpu")
+
+
+def multi_tensor_kernel(groups: List[dict]) -> Dict[str, bool]:
+    """The optimizer's implementation switch: ``fused`` when every parameter is a floating-point
+    tensor on one device type with fused kernels, else ``foreach``.
+
+    The fused kernel updates all parameters in a few launches (CUDA) or one pass (CPU), and it takes
+    the ``found_inf`` flag that lets ``holo3d.train.step.sync_free_step`` skip a non-finite step on
+    the device; foreach (one launch per op and dtype group) is the fallback.
+    """
+    params = [p for g in groups for p in g["params"]]
+    devices = {p.device.type for p in params}
+    fusable = len(devices) == 1 and devices <= set(_FUSED_DEVICES)
+    if fusable and all(p.is_floating_point() for p in params):
+        return {"fused": True}
+    return {"foreach": True}

@@ -33,7 +33,9 @@ from holo3d.train.checkpoint import check_state_dict_compatible, remove_stale_te
 from holo3d.train.ema import EMA
 from holo3d.train.monitor import TrainingMonitor
 from holo3d.train.rng_state import capture_rng_state, restore_rng_state, seed_everything
-from holo3d.train.stats import RunningStats, format_stats, gpu_memory_gib, scalar_values
+from holo3d.train.stats import (RunningStats, StepRecord, format_stats, gpu_memory_gib, read_records,
+                                scalar_values)
+from holo3d.train.step import NonFiniteStep, compiled_training_forward, optimization_step, sync_free_step
 
 logger = logging.getLogger(__name__)
 
@@ -79,10 +81,24 @@ class HoloTrainingLoop(TrainingLoopBase):
         gradient_accumulation_steps: batches per optimizer step.
         ema_decay: EMA of weights (0: off); the EMA is used for validation and sampling.
         max_nonfinite_steps: stop with an error after this many non-finite losses in a row.
+        sync_free_step: no host sync inside a training step: the logged scalars stay on the device
+            and are read every log_interval steps (and at the end of an epoch), and a non-finite
+            step is skipped on the device (holo3d/train/step.py says what differs: such a step still
+            advances the LR schedule, and is reported when read). false: read them every step and
+            skip non-finite steps before backward. A model's own finiteness check (HoloDiffusion's
+            check_finite) keeps its sync either way.
+        compile_model: run the training forward under torch.compile (static shapes; compiles at the
+            first steps; the compiled call gets no iteration, which would recompile every step);
+            validation, EMA, checkpoints and sampling use the model as it is.
         checkpoint_interval_epochs / keep_last_checkpoints: checkpoint cadence and retention.
         validation_interval_epochs / n_validation_batches: validation cadence and size.
         log_interval / visualize_interval: iterations between scalar logs / image panels.
         sample_video_interval_epochs: epochs between short sample videos (diffusion models; 0: off).
+        generation_eval_interval_epochs: epochs between generation-quality evaluations on rank 0
+            (COV / MMD / 1-NNA vs held-out ground truth, appearance spread; 0: off); only for
+            generative radiance-field models on data with ground-truth shapes (else skipped, logged).
+        generation_eval_samples / generation_eval_sampler / generation_eval_steps: its samples
+            (>= 2), sampler name and steps.
         logger: visdom | tensorboard | none.
         allow_tf32: let float32 matmuls/convolutions use TF32 on GPUs (about 2.5x faster renders
             on Hopper at ~1e-3 relative precision; measured in BENCHMARKS.md).
@@ -95,6 +111,8 @@ class HoloTrainingLoop(TrainingLoopBase):
     ema_decay: float = 0.0
     ema_start_iteration: int = 0
     max_nonfinite_steps: int = 10
+    sync_free_step: bool = True
+    compile_model: bool = False
     checkpoint_interval_epochs: int = 1
     keep_last_checkpoints: int = 3
     validation_interval_epochs: int = 1
@@ -102,6 +120,10 @@ class HoloTrainingLoop(TrainingLoopBase):
     log_interval: int = 10
     visualize_interval: int = 200
     sample_video_interval_epochs: int = 0
+    generation_eval_interval_epochs: int = 0
+    generation_eval_samples: int = 8
+    generation_eval_sampler: str = "ddim"
+    generation_eval_steps: int = 20
     logger: str = "visdom"
     allow_tf32: bool = True
     visdom_server: str = "http://127.0.0.1"
@@ -114,6 +136,8 @@ class HoloTrainingLoop(TrainingLoopBase):
             raise ValueError(f"training_loop.mixed_precision={self.mixed_precision!r}; use 'no' or 'bf16'")
         if self.gradient_accumulation_steps < 1:
             raise ValueError("training_loop.gradient_accumulation_steps must be >= 1")
+        if self.log_interval < 1:
+            raise ValueError(f"training_loop.log_interval={self.log_interval}; it must be >= 1")
 
     def run(self, *, data_source, model_factory, optimizer_factory, exp_dir, seed, config_yaml):
         accelerator = Accelerator(
@@ -141,9 +165,11 @@ class HoloTrainingLoop(TrainingLoopBase):
         ema = EMA(model, self.ema_decay, self.ema_start_iteration) if self.ema_decay > 0 else None
         position = self._restore(resume, model, ema, optimizer, scheduler, accelerator, seed)
         model, optimizer = accelerator.prepare(model, optimizer)
-        monitor = TrainingMonitor.create(self, exp_dir, accelerator.is_main_process)
+        monitor = TrainingMonitor.create(self, exp_dir, accelerator.is_main_process, data_source)
         session = _Session(self, accelerator, model, ema, optimizer, scheduler, monitor, exp_dir,
                            config_yaml, seed)
+        if self.compile_model:
+            session.forward = compiled_training_forward(model)
         _say_if_nothing_to_do(self.max_epochs, position)
         try:
             with log_unreadable_frames():
@@ -166,47 +192,6 @@ class HoloTrainingLoop(TrainingLoopBase):
         return LoopPosition(state["epoch"], state.get("batch_in_epoch", 0), state["iteration"])
 
 
-class NonFiniteStep(Exception):
-    """A step produced non-finite values (``bad`` names them); no update was made."""
-
-    def __init__(self, bad: Dict[str, Any]):
-        super().__init__(str(bad))
-        self.bad = bad
-
-
-def optimization_step(model, batch, *, accelerator, optimizer, scheduler, ema, clip_grad_norm: float,
-                      iteration: int) -> Dict[str, float]:
-    """One training step on a batch already on the device: forward under autocast, the logged
-    scalars (the step's one host sync), backward, clipping, optimizer / scheduler / EMA updates.
-
-    The loop and ``holo3d.bench`` both call this, so the benchmark times exactly what training runs.
-    Raises NonFiniteStep (after zeroing the gradients) when the model's own finiteness check or a
-    logged value fails.
-    """
-    model.train()
-    with accelerator.accumulate(model):
-        try:
-            with accelerator.autocast():
-                preds = model(**batch, evaluation_mode=EvaluationMode.TRAINING, iteration=iteration)
-        except FloatingPointError as error:  # the model's own check of grids / renders
-            optimizer.zero_grad(set_to_none=True)
-            raise NonFiniteStep({"model": str(error)}) from None
-        values = scalar_values(preds, unwrap(model).log_vars)
-        if not all(map(_is_finite, values.values())):
-            optimizer.zero_grad(set_to_none=True)
-            raise NonFiniteStep({k: v for k, v in values.items() if not _is_finite(v)})
-        accelerator.backward(preds["objective"])
-        if accelerator.sync_gradients and clip_grad_norm > 0:
-            accelerator.clip_grad_norm_(model.parameters(), clip_grad_norm)
-        optimizer.step()
-        if accelerator.sync_gradients:
-            scheduler.step()
-            if ema is not None:
-                ema.update(accelerator.unwrap_model(model), iteration)
-        optimizer.zero_grad(set_to_none=True)
-    return values
-
-
 class _Session:
     """The state of one training run; methods are the loop's steps."""
 
@@ -218,6 +203,8 @@ class _Session:
         self.nonfinite_in_a_row = 0
         self.stop_requested = False
         self.stop_signal = signal.SIGTERM
+        self.forward = None  # the compiled training forward (compile_model), else model(**batch)
+        self.stats, self.pending, self.progress = RunningStats(), [], None  # the epoch's
 
     # ---- run -> epoch -> step ----
 
@@ -247,62 +234,85 @@ class _Session:
 
     def epoch(self, loader, position: LoopPosition) -> Dict[str, float]:
         _set_epoch(loader, position.epoch)
-        stats = RunningStats()
+        self.stats, self.pending = RunningStats(), []
         batches = _epoch_batches(loader, position.batch_in_epoch,
                                  (self.seed, position.epoch, self.accelerator.process_index))
-        progress = tqdm(batches, total=len(loader) - position.batch_in_epoch, leave=False,
-                        desc=f"epoch {position.epoch}", disable=not self.accelerator.is_main_process)
+        self.progress = tqdm(batches, total=len(loader) - position.batch_in_epoch, leave=False,
+                             desc=f"epoch {position.epoch}", disable=not self.accelerator.is_main_process)
         tic = time.perf_counter()
-        for batch in progress:
+        for batch in self.progress:
             batch = batch.to(self.accelerator.device)
-            values = self.step(batch, position)
+            record = self.step(batch, position)
             position.batch_in_epoch += 1
             position.iteration += 1
-            if values is not None:
-                values["sec_per_it"] = time.perf_counter() - tic
-                stats.update(values)
-                self.after_step(values, position, progress, batch)
+            if record is not None:
+                # Without host syncs this is the step's host time; its mean over an epoch is exact.
+                record.host["sec_per_it"] = time.perf_counter() - tic
+                record.extras.update(lr=self.scheduler.get_last_lr()[0],
+                                     gpu_memory_gib=gpu_memory_gib(self.accelerator.device))
+                self.pending.append(record)
+                if not self.cfg.sync_free_step or position.iteration % self.cfg.log_interval == 0:
+                    self.read_pending()
+                self.after_step(position, batch)
             tic = time.perf_counter()
             if self.stop_requested:
                 break
-        means = stats.means()
+        self.read_pending()
+        means = self.stats.means()
         logger.info("epoch %d train: %s", position.epoch, format_stats(means, ("objective", "psnr")))
         return means
 
-    def step(self, batch, position: LoopPosition) -> Optional[Dict[str, float]]:
-        """One forward/backward; None when the loss was non-finite and the step was skipped."""
+    def step(self, batch, position: LoopPosition) -> Optional[StepRecord]:
+        """One forward/backward and update; None when the step was skipped on the host as
+        non-finite (a sync-free step's record says later whether it was)."""
+        step = sync_free_step if self.cfg.sync_free_step else optimization_step
         try:
-            values = optimization_step(
-                self.model, batch, accelerator=self.accelerator, optimizer=self.optimizer,
-                scheduler=self.scheduler, ema=self.ema, clip_grad_norm=self.cfg.clip_grad_norm,
-                iteration=position.iteration,
-            )
+            out = step(self.model, batch, accelerator=self.accelerator, optimizer=self.optimizer,
+                       scheduler=self.scheduler, ema=self.ema, clip_grad_norm=self.cfg.clip_grad_norm,
+                       iteration=position.iteration, forward=self.forward)
         except NonFiniteStep as error:
-            self.skip_nonfinite(error.bad, position)
+            self.read_pending()  # the steps before it come first in the count of those in a row
+            self.skip_nonfinite(error.bad, position.iteration)
             return None
-        self.nonfinite_in_a_row = 0
-        return values
+        return out if isinstance(out, StepRecord) else StepRecord.from_host(position.iteration, out)
 
-    def skip_nonfinite(self, bad: Dict[str, Any], position: LoopPosition) -> None:
-        """Skips the step (no update); ``bad`` names what was non-finite."""
-        self.optimizer.zero_grad(set_to_none=True)
+    def read_pending(self) -> None:
+        """Reads the pending step records (one host sync for all) and takes them in order:
+        non-finite steps are counted and reported, the others averaged and logged."""
+        records, self.pending = self.pending, []
+        if not records:
+            return
+        for record, (values, grad_norm) in zip(records, read_records(records)):
+            bad = {k: v for k, v in values.items() if not _is_finite(v)}
+            if not _is_finite(grad_norm):
+                bad["gradient_norm"] = grad_norm
+            if bad:
+                self.skip_nonfinite(bad, record.iteration)
+                continue
+            self.nonfinite_in_a_row = 0
+            self.stats.update(values)
+            self.log_step(record.iteration + 1, {**values, **record.extras})
+
+    def skip_nonfinite(self, bad: Dict[str, Any], iteration: int) -> None:
+        """Counts a skipped step (no update was made); ``bad`` names what was non-finite."""
         self.nonfinite_in_a_row += 1
         logger.warning("iteration %d: non-finite %s; step skipped (%d in a row)",
-                       position.iteration, bad, self.nonfinite_in_a_row)
+                       iteration, bad, self.nonfinite_in_a_row)
         if self.nonfinite_in_a_row >= self.cfg.max_nonfinite_steps:
             raise NonFiniteLossError(
                 f"{self.nonfinite_in_a_row} non-finite losses in a row (last at iteration "
-                f"{position.iteration}: {bad}); stopping. Lower the learning rate or enable "
+                f"{iteration}: {bad}); stopping. Lower the learning rate or enable "
                 "training_loop.clip_grad_norm."
             )
 
-    def after_step(self, values: Dict[str, float], position: LoopPosition, progress, batch) -> None:
-        values["lr"] = self.scheduler.get_last_lr()[0]
-        values["gpu_memory_gib"] = gpu_memory_gib(self.accelerator.device)
-        if position.iteration % self.cfg.log_interval == 0:
+    def log_step(self, iteration: int, values: Dict[str, float]) -> None:
+        """Shows and logs the values of a step that ends ``iteration`` iterations, at the log cadence."""
+        if iteration % self.cfg.log_interval == 0:
             shown = {k: values[k] for k in _PROGRESS_KEYS if k in values}
-            progress.set_postfix_str(format_stats(shown, _PROGRESS_KEYS))
-            self.monitor.scalars(position.iteration, values, "train")
+            self.progress.set_postfix_str(format_stats(shown, _PROGRESS_KEYS))
+            self.monitor.scalars(iteration, values, "train")
+
+    def after_step(self, position: LoopPosition, batch) -> None:
         if self.cfg.visualize_interval > 0 and position.iteration % self.cfg.visualize_interval == 0:
             self.monitor.panels(position.iteration, self.eval_model(), batch)
 
@@ -314,6 +324,8 @@ class _Session:
             self.validate(val_loader, position)
         if _due(position.epoch, cfg.sample_video_interval_epochs):
             self.monitor.sample_video(position.iteration, self.eval_model())
+        if _due(position.epoch, cfg.generation_eval_interval_epochs):
+            self.monitor.generation_quality(position.iteration, self.eval_model())
         if _due(position.epoch, cfg.checkpoint_interval_epochs) or position.epoch == cfg.max_epochs:
             self.checkpoint(position)
 
