@@ -80,6 +80,9 @@ class HoloTrainingLoop(TrainingLoopBase):
         clip_grad_norm: clip the global gradient norm to this (0: off).
         gradient_accumulation_steps: batches per optimizer step.
         ema_decay: EMA of weights (0: off); the EMA is used for validation and sampling.
+        ema_start_iteration / ema_warmup: the EMA tracks the weights until this iteration, then
+            averages with min(ema_decay, (1 + n) / (10 + n)) at its n-th update (warm-up; false: with
+            ema_decay from the first update, which keeps ema_decay ** n of the start's weights).
         max_nonfinite_steps: stop with an error after this many non-finite losses in a row.
         sync_free_step: no host sync inside a training step: the logged scalars stay on the device
             and are read every log_interval steps (and at the end of an epoch), and a non-finite
@@ -110,6 +113,7 @@ class HoloTrainingLoop(TrainingLoopBase):
     gradient_accumulation_steps: int = 1
     ema_decay: float = 0.0
     ema_start_iteration: int = 0
+    ema_warmup: bool = True
     max_nonfinite_steps: int = 10
     sync_free_step: bool = True
     compile_model: bool = False
@@ -162,7 +166,7 @@ class HoloTrainingLoop(TrainingLoopBase):
         # len(train_loader): the batches each rank takes per epoch (the sharded loader's length), so
         # schedules given in epochs count the steps each rank really makes.
         optimizer, scheduler = optimizer_factory(model, len(train_loader), self.max_epochs)
-        ema = EMA(model, self.ema_decay, self.ema_start_iteration) if self.ema_decay > 0 else None
+        ema = EMA(model, self.ema_decay, self.ema_start_iteration, self.ema_warmup) if self.ema_decay > 0 else None
         position = self._restore(resume, model, ema, optimizer, scheduler, accelerator, seed)
         model, optimizer = accelerator.prepare(model, optimizer)
         monitor = TrainingMonitor.create(self, exp_dir, accelerator.is_main_process, data_source)

@@ -188,7 +188,7 @@ def test_foreach_ema_equals_the_reference_loop():
             model.scale = torch.full((), float(step))  # reassigned, not filled: still copied
             model.constant.fill_(step)  # non-persistent: the model's own constant, left alone
         ema.update(model, step)
-        reference_ema(shadow, model, 0.9 if step >= 2 else 0.0)
+        reference_ema(shadow, model, ema.decay_at(step))
     for name, tensor in shadow.items():
         torch.testing.assert_close(ema.state_dict()[name], tensor, rtol=1e-6, atol=1e-6, msg=name)
     assert torch.equal(ema.module.constant, torch.ones(2))
