@@ -22,7 +22,7 @@ Baselines are configs of the same model: ``use_diffusion=False`` applies the U-N
 
 from __future__ import annotations
 
-from dataclasses import field
+from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
 import torch
@@ -40,7 +40,7 @@ from holo3d.models.grid_diffusion import GridDiffusion
 from holo3d.models.numerics import FiniteCheck
 from holo3d.models.target_views import TargetViews, eval_render_size, render_losses
 from holo3d.models.unet3d import UNet3D
-from holo3d.render.rays import sample_images_at_rays, sample_training_rays
+from holo3d.render.rays import rays_need_replacement, sample_images_at_rays, sample_training_rays
 from holo3d.models.protocol import (
     FieldModel,
     GenerativeModel,
@@ -441,15 +441,34 @@ class HoloDiffusionModel(  # pyre-ignore[13]
         n_targets = self.n_targets if training else self.n_targets_eval
         batch = self._scene_batch(image_rgb, camera, fg_probability, mask_crop, sequence_name, n_targets)
         checks = FiniteCheck(iteration, enabled=self.check_finite)
-        targets, sources = TargetViews.split(batch, n_targets, self.bg_color, self._fg_threshold)
-        v0 = checks("lifted grid V0", self.lift(sources.rgb, sources.fg, sources.cameras, sources.crop))
-        grid, stats = self._grid_for_rendering(v0, training)
-        checks("denoised grid", grid)
+        targets, sources = TargetViews.split(batch, n_targets, self.background, self._fg_threshold)
         if training:
-            preds = self._render_training(grid, targets, checks)
+            preds = self.training_core(targets, sources, self._training_plan(targets), checks)
         else:
-            preds = self._render_evaluation(grid, targets, checks)
-        checks.raise_if_any()
+            v0 = checks("lifted grid V0", self.lift(sources.rgb, sources.fg, sources.cameras, sources.crop))
+            grid, stats = self.reconstruct(v0), self._zero_stats(v0)
+            preds = self._render_evaluation(checks("denoised grid", grid), targets, checks)
+            preds = self._finish({**preds, **stats}, v0, grid)
+        checks.raise_if_any()  # the forward's one host sync (check_finite)
+        return preds
+
+    def compile_target(self):
+        """``training_core``: the tensor-only part of a training step, for ``compile_model``."""
+        return self.training_core
+
+    def training_core(self, targets: "TargetViews", sources: "TargetViews", plan: "_TrainingPlan",
+                      checks: FiniteCheck) -> Dict[str, Any]:
+        """Lift, diffuse, render and score one training batch: no host reads and no Python-object
+        decisions (those are in ``plan``), so torch.compile makes one graph per ``plan.bootstrap``.
+
+        ``forward`` calls it as ``self.training_core``: ``compile_model`` puts a compiled version in
+        its place for the duration of a compiled step (see holo3d.train.step). ``checks`` collects
+        finiteness flags; the caller raises on them.
+        """
+        v0 = checks("lifted grid V0", self.lift(sources.rgb, sources.fg, sources.cameras, sources.crop))
+        grid, stats = self._grid_for_training(v0, plan)
+        checks("denoised grid", grid)
+        preds = self._render_training(grid, targets, plan, checks)
         preds.update(stats)
         return self._finish(preds, v0, grid)
 
@@ -472,28 +491,49 @@ class HoloDiffusionModel(  # pyre-ignore[13]
             )
         return batch
 
-    def _grid_for_rendering(self, v0: torch.Tensor, training: bool) -> Tuple[torch.Tensor, Dict]:
+    def _training_plan(self, targets: "TargetViews") -> "_TrainingPlan":
+        """What a training step decides outside ``training_core``: the ray-sampling weights, whether
+        rays are drawn with replacement (a host read) and the bootstrap coin.
+
+        The coin is the step's one draw from the CPU generator. On CUDA every other draw uses the
+        device's generator, so drawing it first leaves a fixed-seed step's numbers as they were; on
+        the CPU it now precedes t and eps (the same distribution, other numbers).
+        """
+        weights = targets.crop * ((1.0 - self.ray_fg_weight) + self.ray_fg_weight * targets.fg)
+        weights = weights.flatten(0, 1)  # (S*T, 1, H, W)
+        bootstrap = (self.use_diffusion and self.bootstrap_prob > 0
+                     and float(torch.rand(())) < self.bootstrap_prob)
+        if self.use_diffusion:
+            # Fills the schedule's per-device cache here: a miss inside the core would be a guard
+            # that fails once the first step has filled it (a recompile).
+            self.diffusion.schedule(weights.device)
+        return _TrainingPlan(weights, rays_need_replacement(weights, self.n_rays_per_target), bootstrap)
+
+    @staticmethod
+    def _zero_stats(v0: torch.Tensor) -> Dict[str, torch.Tensor]:
+        zero = v0.new_zeros(()).float()
+        return {"timestep": zero, "bootstrapped": zero, "loss_x0": zero}
+
+    def _grid_for_training(self, v0: torch.Tensor, plan: "_TrainingPlan") -> Tuple[torch.Tensor, Dict]:
         """The grid the renderer sees, and diffusion stats for logging.
 
-        Training with diffusion: noise V0 at a random t per scene and predict x0 (bootstrapped with
-        probability ``bootstrap_prob``). Otherwise: ``reconstruct`` (U-Net at t=0, or V0).
+        With diffusion: V0 noised at a random t per scene, x0 predicted (and, when the plan's coin
+        says so, noised at a new t' and denoised again). Without: ``reconstruct`` (U-Net at t=0, or V0).
         """
-        zero = v0.new_zeros(()).float()
-        stats = {"timestep": zero, "bootstrapped": zero, "loss_x0": zero}
-        if not (training and self.use_diffusion):
+        stats = self._zero_stats(v0)
+        if not self.use_diffusion:
             return self.reconstruct(v0), stats
         t = self.diffusion.sample_t(v0.shape[0], v0.device)
         eps = torch.randn_like(v0)
         out, x0 = self._denoise_with_output(q_sample(v0, t, self.diffusion.schedule(v0.device), eps), t)
         if self.x0_loss_weight > 0:
             stats["loss_x0"] = self._x0_loss(out, x0, v0.detach(), eps, t)
-        bootstrap = self.bootstrap_prob > 0 and float(torch.rand(())) < self.bootstrap_prob
-        if bootstrap:
+        if plan.bootstrap:
             first = x0.detach() if self.bootstrap_detach_first else x0
             t = self.diffusion.sample_t(v0.shape[0], v0.device)
             x0 = self.denoise(self.diffusion.noise(first, t), t)
         stats["timestep"] = t.float().mean()
-        stats["bootstrapped"] = zero + float(bootstrap)
+        stats["bootstrapped"] = stats["bootstrapped"] + float(plan.bootstrap)
         return x0, stats
 
     def _x0_loss(self, out, x0, v0, eps, t) -> torch.Tensor:
@@ -502,12 +542,13 @@ class HoloDiffusionModel(  # pyre-ignore[13]
             return (x0.float() - v0.float()).square().mean()
         return self.diffusion.process.loss(out.float(), v0.float(), eps.float(), t).mean()
 
-    def _render_training(self, grid: torch.Tensor, targets: TargetViews, checks: FiniteCheck) -> Dict:
+    def _render_training(self, grid: torch.Tensor, targets: TargetViews, plan: "_TrainingPlan",
+                         checks: FiniteCheck) -> Dict:
         """Renders n_rays_per_target rays of every target and compares them with the masked targets."""
         n_scenes = targets.rgb.shape[0]
-        weights = targets.crop * ((1.0 - self.ray_fg_weight) + self.ray_fg_weight * targets.fg)
         rays = sample_training_rays(
-            targets.cameras, self.n_rays_per_target, targets.image_size, weights.flatten(0, 1)
+            targets.cameras, self.n_rays_per_target, targets.image_size, plan.ray_weights,
+            replacement=plan.rays_with_replacement,
         )
         # One ray batch per scene: all its targets' rays go through that scene's grid together.
         origins = rearrange(rays.origins, "(s t) r c -> s (t r) c", s=n_scenes)  # (S, T*R, 3)
@@ -568,6 +609,20 @@ class HoloDiffusionModel(  # pyre-ignore[13]
             grid_std=grid_f.std(),
         )
         return preds
+
+
+@dataclass
+class _TrainingPlan:
+    """A training step's decisions taken outside ``training_core`` (see ``_training_plan``).
+
+    ray_weights: (S*T, 1, H, W) ray-sampling weights of the targets. rays_with_replacement and
+    bootstrap (the second denoising pass) are Python bools: torch.compile specialises on them
+    (rays_with_replacement is fixed by the data and n_rays_per_target; bootstrap makes two graphs).
+    """
+
+    ray_weights: torch.Tensor
+    rays_with_replacement: bool
+    bootstrap: bool
 
 
 def _pixels_as_rays(images: torch.Tensor) -> torch.Tensor:

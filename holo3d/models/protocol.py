@@ -6,7 +6,7 @@ test ``isinstance(model, GenerativeModel)`` and call only the methods and proper
 no attribute probing, no guessed defaults.
 
     Trainable   forward(**batch, evaluation_mode, iteration) -> {"objective", *log_vars}; log_vars;
-                min_frames_per_scene
+                min_frames_per_scene; compile_target()
     Renderable  output_kind, scene_extent, render_chunk_size, render_samples(...)
     Generative  can_sample, sample(...), conditions(...), sampling_accelerated(...), preview_frames(...)
     Reconstruct input_fg_threshold, background, max_denoise_from_t, reconstruct_from_views(...)
@@ -51,6 +51,14 @@ class TrainableModel:
     def min_frames_per_scene(self) -> Optional[int]:
         """Frames each scene of an image batch must hold (None: the model takes no scenes)."""
         return None
+
+    def compile_target(self) -> Callable[..., Any]:
+        """The bound method that the trainer's ``compile_model`` compiles: ``self.forward`` (the
+        default) compiles the whole training forward; a model whose forward makes Python-object
+        decisions (scene names, coins, host reads) returns a tensor-only method that its forward
+        calls as ``self.<name>(...)``, so those decisions stay out of the graphs and stop
+        triggering recompiles (holo3d.train.step.compiled_training_forward)."""
+        return self.forward  # type: ignore[attr-defined]
 
 
 class RenderableModel:

@@ -91,17 +91,38 @@ def full_image_rays(cameras: CamerasBase, image_size: Sequence[int]) -> RayBatch
     return rays_through_ndc(cameras, xys, image_size)
 
 
-def _sample_pixel_indices(
-    weights: torch.Tensor, n_rays: int, generator: Optional[torch.Generator]
-) -> torch.Tensor:
-    """Draws n_rays pixel indices per row of weights (B, H * W), without replacement when every row
-    has enough non-zero pixels (so no pixel is rendered twice), with replacement otherwise; an
-    all-zero row falls back to uniform. Returns (B, n_rays) int64."""
+def _drawable_weights(weights: torch.Tensor) -> torch.Tensor:
+    """Non-negative float weights (B, H * W); an all-zero row becomes uniform."""
     weights = weights.float().clamp_min(0.0)
     empty = weights.sum(dim=-1, keepdim=True) <= 0
-    weights = torch.where(empty, torch.ones_like(weights), weights)
-    enough = bool(((weights > 0).sum(dim=-1) >= n_rays).all())
-    return torch.multinomial(weights, n_rays, replacement=not enough, generator=generator)
+    return torch.where(empty, torch.ones_like(weights), weights)
+
+
+def rays_need_replacement(sampling_mask: torch.Tensor, n_rays: int) -> bool:
+    """Whether ``sample_training_rays`` draws with replacement: some row of the sampling mask
+    (B, 1, H, W) at the image size (or (B, H * W)) has fewer than n_rays pixels it can draw.
+
+    One host sync. Deciding it ahead and passing ``replacement`` keeps the draw free of host reads
+    (a compiled training step takes it as a Python bool instead of breaking its graph).
+    """
+    return _too_few_pixels(_drawable_weights(sampling_mask.reshape(sampling_mask.shape[0], -1)), n_rays)
+
+
+def _too_few_pixels(weights: torch.Tensor, n_rays: int) -> bool:
+    return not bool(((weights > 0).sum(dim=-1) >= n_rays).all())
+
+
+def _sample_pixel_indices(
+    weights: torch.Tensor, n_rays: int, generator: Optional[torch.Generator],
+    replacement: Optional[bool] = None,
+) -> torch.Tensor:
+    """Draws n_rays pixel indices per row of weights (B, H * W), without replacement when every row
+    has enough non-zero pixels (so no pixel is rendered twice), with replacement otherwise (or as
+    ``replacement`` says); an all-zero row falls back to uniform. Returns (B, n_rays) int64."""
+    weights = _drawable_weights(weights)
+    if replacement is None:
+        replacement = _too_few_pixels(weights, n_rays)
+    return torch.multinomial(weights, n_rays, replacement=replacement, generator=generator)
 
 
 def sample_training_rays(
@@ -110,6 +131,7 @@ def sample_training_rays(
     image_size: Sequence[int],
     sampling_mask: Optional[torch.Tensor] = None,
     generator: Optional[torch.Generator] = None,
+    replacement: Optional[bool] = None,
 ) -> RayBatch:
     """Random pixel-centre rays per camera, drawn with probability proportional to the mask.
 
@@ -120,6 +142,7 @@ def sample_training_rays(
         cameras: B cameras.
         image_size: (H, W) of the target images.
         sampling_mask: (B, 1, H', W') non-negative weights, resized to (H, W) if needed.
+        replacement: draw with replacement; None decides it with ``rays_need_replacement``.
     Returns:
         RayBatch with R = n_rays.
     """
@@ -133,7 +156,7 @@ def sample_training_rays(
                 sampling_mask.float(), size=(h, w), mode="bilinear", align_corners=False
             )
         weights = sampling_mask.reshape(len(cameras), h * w).to(device)  # (B, H * W)
-    indices = _sample_pixel_indices(weights, n_rays, generator)  # (B, R)
+    indices = _sample_pixel_indices(weights, n_rays, generator, replacement)  # (B, R)
     xys = pixel_centers_ndc((h, w), device)[indices]  # (B, R, 2)
     return rays_through_ndc(cameras, xys, (h, w))
 

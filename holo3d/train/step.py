@@ -25,12 +25,13 @@ HoloDiffusionModel.check_finite) is handled as before, and costs that model's ho
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Optional
+import contextlib
+from typing import Any, Callable, Dict, Iterator, Optional
 
 import torch
 from pytorch3d.implicitron.models.renderer.base import EvaluationMode
 
-from holo3d.models.protocol import unwrap
+from holo3d.models.protocol import TrainableModel, unwrap
 from holo3d.train.stats import StepRecord, scalar_tensors, scalar_values
 
 # forward(batch) -> the model's output dict; e.g. compiled_training_forward(model)
@@ -90,18 +91,47 @@ def sync_free_step(model, batch, *, accelerator, optimizer, scheduler, ema, clip
 
 
 def compiled_training_forward(model: torch.nn.Module) -> TrainingForward:
-    """The model's training forward under ``torch.compile(dynamic=False)``.
+    """The model's training forward with its ``compile_target`` under ``torch.compile(dynamic=False)``.
 
-    ``model`` itself is left as it is (its state_dict keys gain no ``_orig_mod.`` prefix). The
-    compiled call passes no ``iteration``: a Python int that changes every step would make
-    torch.compile guard on it and recompile every step (models use it only in messages).
+    The default target is the whole forward (``model``, DDP wrapper included, is compiled). A model
+    that names another method (TrainableModel.compile_target) keeps its forward eager and gets the
+    compiled method in that method's place for the duration of each call, so whatever the forward
+    decides in Python (scene grouping, random coins) never becomes a guard.
+
+    ``model`` itself is left as it is (its state_dict keys gain no ``_orig_mod.`` prefix, and a copy
+    of it never calls the compiled method). The compiled call passes no ``iteration``: a Python int
+    that changes every step would make torch.compile guard on it and recompile every step (models
+    use it only in messages).
     """
-    compiled = torch.compile(model, dynamic=False)
+    inner = unwrap(model)
+    target = inner.compile_target() if isinstance(inner, TrainableModel) else inner.forward
+    if target == inner.forward:
+        compiled = torch.compile(model, dynamic=False)
 
-    def forward(batch) -> Dict[str, Any]:
-        return compiled(**batch, evaluation_mode=EvaluationMode.TRAINING)
+        def forward(batch) -> Dict[str, Any]:
+            return compiled(**batch, evaluation_mode=EvaluationMode.TRAINING)
 
-    return forward
+        return forward
+    if getattr(target, "__self__", None) is not inner:
+        raise TypeError(f"{type(inner).__name__}.compile_target() must return one of its own bound "
+                        f"methods, got {target!r}")
+    name, compiled_target = target.__name__, torch.compile(target, dynamic=False)
+
+    def forward_with_compiled_target(batch) -> Dict[str, Any]:
+        with _attribute_replaced(inner, name, compiled_target):
+            return model(**batch, evaluation_mode=EvaluationMode.TRAINING)
+
+    return forward_with_compiled_target
+
+
+@contextlib.contextmanager
+def _attribute_replaced(obj: Any, name: str, value: Any) -> Iterator[None]:
+    """``obj.<name>`` is ``value`` inside (an instance attribute shadowing the method)."""
+    vars(obj)[name] = value
+    try:
+        yield
+    finally:
+        del vars(obj)[name]
 
 
 def _forward(model, batch, accelerator, optimizer, iteration: int, forward) -> Dict[str, Any]:
