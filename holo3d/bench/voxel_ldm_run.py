@@ -54,6 +54,7 @@ import torch
 from omegaconf import OmegaConf
 from PIL import Image, ImageDraw
 
+from holo3d.bench.timing import synchronize
 from holo3d.data.synthetic.generate import read_manifest
 from holo3d.data.synthetic.writers import get_writer
 from holo3d.data.voxels import find_npy_files, open_split
@@ -64,6 +65,7 @@ from holo3d.io.experiment_files import newest_checkpoint
 from holo3d.models.voxel_autoencoder import iou
 from holo3d.models.voxel_ldm import encoder_input_and_target, load_frozen_autoencoder
 from holo3d.sample.contact_sheet import write_png
+from holo3d.sample.experiment_loader import load_experiment
 from holo3d.sample.generate import generate_samples
 from holo3d.sample.script_config import SampleConfig
 from holo3d.sample.script_runner import inference_precision
@@ -100,7 +102,10 @@ DEFINITIONS = {
                                 "occupancy; rendering covers the contact-sheet turntables) and wall_s of the call",
     "speed_1000": "`python generate_samples.py ... num_samples=1000 max_videos=0` as a subprocess: wall_s "
                   "(imports, model load, 1000 samples, decode, writing samples.npy); samples_per_s = "
-                  "num_samples / (sampling + writing samples.npy seconds)",
+                  "num_samples / (sampling + writing samples.npy seconds); direct_model_sample: the same "
+                  "samples (sampler, steps, guidance, batch, bf16) by model.sample in this process without "
+                  "generate_samples' per-step progress callback (for which VoxelLDM decodes x0 every step), "
+                  "thresholded and copied to the host",
 }
 
 
@@ -137,7 +142,7 @@ class RunSettings:
 _EMA = (f"{TRAIN_LOOP}.ema_start_iteration=200", f"{TRAIN_LOOP}.ema_decay=0.999")
 GPU = RunSettings(
     ae_config="voxel_ae", ldm_config="voxel_ldm", categories=("chair", "table", "mug", "car"), sequences=150,
-    resolution=64, minutes=8.0, safety_s=10.0, eval_reserve_s=100.0, stop_allowance_s=12.0, min_train_s=30.0,
+    resolution=64, minutes=8.0, safety_s=10.0, eval_reserve_s=120.0, stop_allowance_s=12.0, min_train_s=30.0,
     checkpoint_every={"ae": 10, "ldm": 100}, extra={"ae": _EMA, "ldm": _EMA}, num_samples=1000, sample_batch=250,
     sample_steps=50, sheet_rows=4, image_size=128, n_frames=8, points=2048, max_subsets=5, speed_samples=1000,
     per_sample_guess_s=0.01, fixed_guess_s=10.0, import_allowance_s=15.0)
@@ -180,6 +185,13 @@ class Run:
     def save(self) -> None:
         self.report["elapsed_s"] = self.elapsed()
         write_metrics_json(self.out / "metrics.json", self.report)
+
+    def out_of_time(self, record: Dict[str, Any], needed_s: float) -> bool:
+        """True (and the stage marked skipped) when less than ``needed_s`` seconds are left."""
+        if self.remaining() >= needed_s and self.remaining() > 0:
+            return False
+        record.update(status="skipped", reason=f"{self.remaining():.0f} s left, about {needed_s:.0f} s needed")
+        return True
 
     def section(self, *keys: str) -> Dict[str, Any]:
         """The report's dict at ``keys`` (created empty when absent): where a stage puts its figures."""
@@ -412,13 +424,17 @@ def mean_iou(recons: Dict[str, torch.Tensor], grids: Dict[str, torch.Tensor]) ->
 
 
 def set_metrics(sets: List[torch.Tensor], refs: torch.Tensor, points: int, device: torch.device) -> Dict[str, Any]:
-    """shape_metrics of each set against ``refs``: mean and std over the sets."""
+    """shape_metrics of each set against ``refs``: mean and std over the sets ({"error": ...} when a
+    set cannot be scored, e.g. fewer than 2 non-empty shapes)."""
     reports = []
     for i, shapes in enumerate(sets):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # empty shapes are counted below
-            reports.append(evaluate_voxel_sets(shapes, refs, points=points, device=device,
-                                               names=(f"set {i}", "held-out references")))
+            try:
+                reports.append(evaluate_voxel_sets(shapes, refs, points=points, device=device,
+                                                   names=(f"subset {i}", "held-out references")))
+            except ValueError as error:
+                return {"error": str(error), "empty_shapes": int((~shapes.flatten(1).any(1)).sum())}
     values = {k: [r.metrics[k] for r in reports] for k in SET_METRICS}
     return {"mean": {k: float(np.mean(v)) for k, v in values.items()},
             "std": {k: float(np.std(v)) for k, v in values.items()}, "subsets": len(reports),
@@ -531,6 +547,27 @@ def speed_call(run: Run, settings: RunSettings, args, ldm_dir: Path) -> Dict[str
             "seconds": seconds, "samples_per_s": settings.speed_samples / variable if variable else None}
 
 
+@torch.no_grad()
+def direct_sampling(settings: RunSettings, args, ldm_dir: Path) -> Dict[str, Any]:
+    """The speed call's samples by ``model.sample`` alone: generate_samples passes a progress callback,
+    for which VoxelLDM decodes the x0 estimate at every step; this times the chain without it."""
+    loaded = load_experiment(str(ldm_dir), device="cpu" if args.tiny else "auto")
+    model, n, device = loaded.model, settings.speed_samples, loaded.device
+    generator = torch.Generator(device=device).manual_seed(args.seed)
+    synchronize(device)
+    start = time.perf_counter()
+    with inference_precision("bf16", str(device)), model.sampling_accelerated(True):
+        for first in range(0, n, settings.sample_batch):
+            b = min(settings.sample_batch, n - first)
+            occupancy = model.sample(b, cond=model.conditions(b, args.categories[0]), sampler="ddim",
+                                     steps=settings.sample_steps, guidance_scale=args.guidance,
+                                     generator=generator, device=device)
+            (occupancy > 0.5).cpu()
+    synchronize(device)
+    seconds = time.perf_counter() - start
+    return {"num_samples": n, "seconds": seconds, "samples_per_s": n / seconds}
+
+
 # ----------------------------------------------------------------------------- 4. evaluation: stages
 
 
@@ -547,19 +584,22 @@ def eval_autoencoder(run: Run, data: Dict[str, Any]) -> None:
 
 def eval_generation(run: Run, settings: RunSettings, args, ldm_dir: Path, reserve_s: float) -> None:
     """Samples per category (as many as the time allows, up to settings.num_samples) and the sheet."""
-    results = run.section("generation")
+    results, minimum = run.section("generation"), 2 * settings.sheet_rows
     for i, category in enumerate(args.categories):
         share = (run.remaining() - reserve_s) / (len(args.categories) - i)
         cost = run.sample_cost or (settings.per_sample_guess_s, settings.fixed_guess_s)
-        n = affordable(args.num_samples, cost, share, minimum=2 * settings.sheet_rows)
+        if i > 0 and run.remaining() < cost[1] + minimum * cost[0]:
+            results[category] = {"skipped": f"out of time ({run.remaining():.0f} s left)"}
+            continue
+        n = affordable(args.num_samples, cost, share, minimum=minimum)
         results[category] = generate(run, settings, args, ldm_dir, category, n)
         run.sample_cost = sample_cost(results[category])
         run.say(f"generate {category}: {n} samples in {results[category]['wall_s']:.1f} s "
                 f"({results[category]['seconds']})")
         run.save()
-    sheets = [Path(results[c]["contact_sheet"]) for c in args.categories]
-    combine_sheets(sheets, args.categories, run.out / "contact_sheet.png")
-    run.report["contact_sheet"] = {"file": "contact_sheet.png", "blocks": list(args.categories),
+    done = [c for c in args.categories if "contact_sheet" in results[c]]
+    combine_sheets([Path(results[c]["contact_sheet"]) for c in done], done, run.out / "contact_sheet.png")
+    run.report["contact_sheet"] = {"file": "contact_sheet.png", "blocks": done,
                                    "rows_per_block": settings.sheet_rows, "columns": "4 turntable views",
                                    "noise": "every category's samples start from the same noise (--seed)"}
 
@@ -572,13 +612,10 @@ def eval_shapes(run: Run, settings: RunSettings, data: Dict[str, Any], samples: 
         fractions[category] = {"samples": occupied(shapes), "heldout": occupied(refs),
                                "train": occupied(data["train"][category]),
                                "empty_samples": int((~shapes.flatten(1).any(1)).sum())}
-        try:
-            metrics[category] = category_set_metrics(settings, data, category, shapes)
-        except ValueError as error:  # e.g. fewer than 2 non-empty samples
-            metrics[category] = {"error": str(error)}
-        shown = {k: {s: round(v["mean"][s], 4) for s in ("mmd_cd", "cov_cd", "nna_cd")}
-                 for k, v in metrics[category].items() if isinstance(v, dict)}
-        run.say(f"shape metrics {category}: {shown or metrics[category]}; occupied {fractions[category]}")
+        metrics[category] = category_set_metrics(settings, data, category, shapes)
+        shown = {k: {s: round(v["mean"][s], 4) for s in ("mmd_cd", "cov_cd", "nna_cd")} if "mean" in v else v
+                 for k, v in metrics[category].items()}
+        run.say(f"shape metrics {category}: {shown}; occupied {fractions[category]}")
         run.save()
 
 
@@ -597,7 +634,7 @@ def category_set_metrics(settings: RunSettings, data: Dict[str, Any], category: 
 
 
 def load_samples(run: Run, settings: RunSettings) -> Dict[str, torch.Tensor]:
-    found = {c: Path(r["samples"]) for c, r in run.report.get("generation", {}).items()}
+    found = {c: Path(r["samples"]) for c, r in run.report.get("generation", {}).items() if "samples" in r}
     out = {c: torch.from_numpy(np.load(p)) for c, p in found.items() if p.is_file()}
     for category, shapes in out.items():
         if shapes.shape[-1] != settings.resolution:
@@ -621,18 +658,23 @@ def evaluate(run: Run, settings: RunSettings, args, root: Path) -> None:
     with run.stage("eval_generation"):
         eval_generation(run, settings, args, ldm_dir, reserve_s=0.25 * settings.eval_reserve_s)
     samples = load_samples(run, settings)
-    with run.stage("eval_shape_metrics"):
-        eval_shapes(run, settings, data, samples)
-    with run.stage("eval_class_check"):
-        eval_class(run, settings, data, samples)
+    with run.stage("eval_shape_metrics") as record:
+        if not run.out_of_time(record, 0.0):
+            eval_shapes(run, settings, data, samples)
+    with run.stage("eval_class_check") as record:
+        if not run.out_of_time(record, 0.0):
+            eval_class(run, settings, data, samples)
     with run.stage("speed_1000") as record:
         per_sample, fixed = run.sample_cost or (1.0, 30.0)
-        needed = fixed + settings.import_allowance_s + settings.speed_samples * per_sample
-        if run.remaining() < needed:
-            record.update(status="skipped", reason=f"{run.remaining():.0f} s left, about {needed:.0f} s needed")
-        else:
-            run.report["speed_1000"] = speed_call(run, settings, args, ldm_dir)
-            run.say(f"speed: {run.report['speed_1000']}")
+        if not run.out_of_time(record, fixed + settings.import_allowance_s + settings.speed_samples * per_sample):
+            speed = run.section("speed_1000")
+            speed.update(speed_call(run, settings, args, ldm_dir))
+            run.say(f"speed: {speed}")
+            if run.remaining() > speed["seconds"].get("sampling", 0.0) + 10.0:
+                speed["direct_model_sample"] = direct_sampling(settings, args, ldm_dir)
+                run.say(f"speed without the per-step callback: {speed['direct_model_sample']}")
+            else:
+                speed["direct_model_sample"] = {"skipped": f"out of time ({run.remaining():.0f} s left)"}
 
 
 def eval_class(run: Run, settings: RunSettings, data: Dict[str, Any], samples: Dict[str, torch.Tensor]) -> None:

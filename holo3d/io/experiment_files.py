@@ -3,6 +3,7 @@ that loads another experiment's weights, as the voxel LDM loads its frozen autoe
 
     <exp_dir>/expconfig.yaml                 the resolved training config (written by Experiment.run)
     <exp_dir>/checkpoints/epoch_NNNNN.pth    one torch.save dict per saved epoch (train/checkpoint.py)
+    <exp_dir>/checkpoints/epoch_NNNNN_iter_IIIIIIII.pth   a stop in the middle of epoch NNNNN
 
 Pure path and YAML helpers: no torch.load here, no holo3d imports (io/ sits below every package).
 """
@@ -12,12 +13,13 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Tuple
 
 from omegaconf import DictConfig, OmegaConf
 
 EXPCONFIG_NAME = "expconfig.yaml"  # the same name as holo3d.train.experiment.EXPCONFIG_NAME
-CHECKPOINT_NAME = re.compile(r"^epoch_(\d{5,})\.pth$")  # as holo3d.train.checkpoint writes them
+# The names holo3d.train.checkpoint writes (it imports these): end-of-epoch and mid-epoch (stop) files.
+CHECKPOINT_NAME = re.compile(r"^epoch_(\d{5,})(?:_iter_(\d{8,}))?\.pth$")
 
 
 class ExperimentFilesError(FileNotFoundError):
@@ -39,10 +41,20 @@ def read_experiment_config(exp_dir: str | os.PathLike, what: str = "exp_dir") ->
         raise ExperimentFilesError(f"{path} is not readable YAML: {error}") from None
 
 
+def checkpoint_order_key(path: Path) -> Optional[Tuple[int, int]]:
+    """(epoch, iteration) for ordering; end-of-epoch files sort before mid-epoch ones of the same
+    epoch, which continue from them. None for files that are not checkpoints."""
+    match = CHECKPOINT_NAME.match(path.name)
+    if match is None:
+        return None
+    return int(match.group(1)), int(match.group(2)) if match.group(2) else -1
+
+
 def newest_checkpoint(exp_dir: str | os.PathLike) -> Optional[Path]:
-    """The checkpoint of the highest epoch under ``<exp_dir>/checkpoints`` (None when there is none)."""
+    """The newest checkpoint under ``<exp_dir>/checkpoints``, a stop's mid-epoch one included (None
+    when there is none)."""
     folder = Path(exp_dir).expanduser() / "checkpoints"
     if not folder.is_dir():
         return None
-    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := CHECKPOINT_NAME.match(p.name))]
+    found = [(key, p) for p in folder.iterdir() if (key := checkpoint_order_key(p)) is not None]
     return max(found)[1] if found else None

@@ -10,13 +10,12 @@ writable before any sample is computed.
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 from holo3d.io.atomic_file import probe_writable
+from holo3d.io.experiment_files import CHECKPOINT_NAME
 
 # The checkpoint naming of holo3d.train.checkpoint (not imported: it pulls in torch).
-_CHECKPOINT_NAME = re.compile(r"^epoch_(\d{5,})(?:_iter_(\d{8,}))?\.pth$")
 
 
 class ExperimentLoadError(RuntimeError):
@@ -40,7 +39,7 @@ def preflight_exp_dir(exp_dir: str) -> Path:
     if not folder.is_dir():
         raise ExperimentLoadError(f"exp_dir {folder} does not exist")
     checkpoints = folder / "checkpoints"
-    if not checkpoints.is_dir() or not any(_CHECKPOINT_NAME.match(p.name) for p in checkpoints.iterdir()):
+    if not checkpoints.is_dir() or not any(CHECKPOINT_NAME.match(p.name) for p in checkpoints.iterdir()):
         raise ExperimentLoadError(
             f"exp_dir {folder} has no usable checkpoint (no {checkpoints}/epoch_*.pth); "
             "train it first with experiment.py"

@@ -24,11 +24,11 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 import torch
 
 from holo3d.io.atomic_file import open_atomic
+from holo3d.io.experiment_files import checkpoint_order_key
 
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT_VERSION = 1
-_NAME_PATTERN = re.compile(r"^epoch_(\d{5,})(?:_iter_(\d{8,}))?\.pth$")
 # what open_atomic leaves behind when the process dies mid-write: ".<final name>.<random>.tmp"
 _TEMPORARY_PATTERN = re.compile(r"^\.epoch_\d{5,}(?:_iter_\d{8,})?\.pth\..+\.tmp$")
 
@@ -59,21 +59,12 @@ def checkpoint_path(exp_dir: str | os.PathLike, epoch: int, iteration: Optional[
     return checkpoint_dir(exp_dir) / f"epoch_{epoch:05d}{suffix}.pth"
 
 
-def _order_key(path: Path) -> Optional[Tuple[int, int]]:
-    """(epoch, iteration) for ordering; end-of-epoch files sort before mid-epoch ones of the same
-    epoch, which continue from them. None for files that are not checkpoints."""
-    match = _NAME_PATTERN.match(path.name)
-    if match is None:
-        return None
-    return int(match.group(1)), int(match.group(2)) if match.group(2) else -1
-
-
 def list_checkpoints(exp_dir: str | os.PathLike) -> List[Path]:
     """Checkpoint files of an experiment, oldest first (temporary files are ignored)."""
     folder = checkpoint_dir(exp_dir)
     if not folder.is_dir():
         return []
-    found = [(key, p) for p in folder.iterdir() if (key := _order_key(p)) is not None]
+    found = [(key, p) for p in folder.iterdir() if (key := checkpoint_order_key(p)) is not None]
     return [path for _, path in sorted(found)]
 
 
@@ -106,7 +97,7 @@ def save_checkpoint(exp_dir: str | os.PathLike, epoch: int, state: Dict[str, Any
     path = checkpoint_path(exp_dir, epoch, state["iteration"] if mid_epoch else None)
     atomic_torch_save({"format_version": CHECKPOINT_FORMAT_VERSION, **state}, path)
     existing = list_checkpoints(exp_dir)
-    obsolete = [] if mid_epoch else [p for p in existing if p != path and _order_key(p)[1] >= 0]
+    obsolete = [] if mid_epoch else [p for p in existing if p != path and checkpoint_order_key(p)[1] >= 0]
     if keep_last > 0:
         obsolete += existing[:-keep_last]
     for old in dict.fromkeys(obsolete):

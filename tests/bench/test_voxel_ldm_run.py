@@ -136,6 +136,13 @@ def test_tiny_run_end_to_end(tmp_path):
         assert 0.0 <= check["fraction_nearest_is_label"] <= 1.0 and 0.0 <= check["train_subset_fraction"] <= 1.0
         assert sum(check["nearest_counts"].values()) + check["empty"] == check["n"]
         assert all(0.0 <= v <= 1.0 for k, v in saved["occupied_fraction"][category].items() if k != "empty_samples")
+    if saved["stages"]["speed_1000"]["status"] == "ok":
+        speed = saved["speed_1000"]
+        assert speed["samples_per_s"] > 0 and speed["num_samples"] == vr.TINY.speed_samples
+        assert "samples_per_s" in speed["direct_model_sample"] or "skipped" in speed["direct_model_sample"]
+    args = vr.parse_args(["--tiny", "--out", str(out), "--work", str(work)])
+    vr.resolve(args)
+    assert vr.direct_sampling(vr.TINY, args, work / "exp" / "ldm")["samples_per_s"] > 0
     samples = np.load(work / "samples" / categories[0] / "samples.npy")
     assert samples.shape[1:] == (R, R, R) and samples.dtype == np.bool_
     assert all(k in saved["definitions"] for k in ("data.image_files", "training.*.samples_per_s"))

@@ -65,3 +65,21 @@ def test_incompatible_state_names_tensors():
     message = str(error.value)
     assert "missing: c" in message and "unexpected: d" in message
     assert "b: checkpoint (3, 5) vs model (3, 4)" in message
+
+
+def test_newest_checkpoint_of_a_reader_counts_a_stops_mid_epoch_file(tmp_path):
+    # Readers below train/ (e.g. the voxel LDM loading its autoencoder) see the same order as resume:
+    # a stop's epoch_N_iter_I file continues epoch N's end-of-epoch one and precedes epoch N+1's.
+    from holo3d.io.experiment_files import newest_checkpoint
+
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    assert newest_checkpoint(tmp_path) is None
+    (folder / "epoch_00004.pth").touch()
+    (folder / "epoch_00005_iter_00000596.pth").touch()
+    (folder / "notes.txt").touch()
+    assert newest_checkpoint(tmp_path).name == "epoch_00005_iter_00000596.pth"
+    (folder / "epoch_00005.pth").touch()
+    assert newest_checkpoint(tmp_path).name == "epoch_00005_iter_00000596.pth"
+    (folder / "epoch_00006.pth").touch()
+    assert newest_checkpoint(tmp_path).name == "epoch_00006.pth"
