@@ -245,6 +245,10 @@ def _sample_batch(cfg, loaded, n, start, generator, cameras, out_dir):
     steps_bar = tqdm(desc=f"sampling {start}-{start + n - 1}", unit="step", leave=False)
     with steps_bar, contextlib.ExitStack() as stack:
         callback, writers = (lambda i, x, x0: steps_bar.update(1)), []
+        if _writes_voxels(model):
+            # A latent voxel model decodes its x0 for every callback: a per-step progress bar would
+            # cost one decoder pass per step. The samples bar still counts the batches.
+            callback = None
         if k > 0:
             writers = [
                 stack.enter_context(VideoWriter(out_dir / f"sample_{start + b:03d}_progressive.mp4", cfg.fps, cfg.gif))
