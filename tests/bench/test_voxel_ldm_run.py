@@ -115,10 +115,11 @@ def test_tiny_run_end_to_end(tmp_path):
     assert {s["status"] for s in saved["stages"].values()} <= {"ok", "skipped"}
     assert saved["elapsed_s"] < 60 * vr.TINY.minutes
     assert saved["data"]["writer_needs_renders"] is False and saved["data"]["image_files"] == 0
-    # stage 1 stopped before an end-of-epoch checkpoint and was resumed to one (what VoxelLDM loads)
-    assert saved["training"]["ae"]["finish_epoch"]["exit"] == 0
+    # stage 1 stopped by SIGTERM; its stop checkpoint is what VoxelLDM and the evaluation load
+    finish = saved["training"]["ae"].get("finish_epoch")  # readers see the stop checkpoint now: may not run
+    assert finish is None or finish["exit"] == 0
     used = saved["ae_reconstruction"]["checkpoint"]
-    assert used.endswith(".pth") and "_iter_" not in used
+    assert used.endswith(".pth")  # the newest checkpoint, a stop's mid-epoch one included
     for stage in ("ae", "ldm"):
         figures = saved["training"][stage]
         assert figures["exit"] in (0, 124) and figures["iterations"] > 0
