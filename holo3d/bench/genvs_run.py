@@ -44,6 +44,7 @@ from holo3d.sample.contact_sheet import compose_sheet, write_png
 from holo3d.io.atomic_file import write_text_atomic
 from holo3d.train.checkpoint import save_checkpoint
 from holo3d.train.config_cli import compose_config
+from holo3d.train.ema import EMA
 from holo3d.train.experiment import EXPCONFIG_NAME
 
 MODEL_KEY = "model_factory_HoloModelFactory_args"
@@ -62,6 +63,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--eval-views", type=int, default=4, help="target views per held-out object")
     parser.add_argument("--max-memory-gib", type=float, default=40.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--ema-decay", type=float, default=0.999,
+                        help="EMA of the weights (with warm-up) that is evaluated and saved; 0: the live weights")
     parser.add_argument("--tiny", action="store_true", help="CPU smoke run: 32 px, tiny model, < 1 minute")
     parser.add_argument("--save-exp", default="", help="also write the trained model as an experiment folder "
                         "(expconfig.yaml + checkpoint) that distill.py and generate_samples.py load")
@@ -187,8 +190,9 @@ def train_step(model, optimizer, batch: Dict[str, Any], device: torch.device) ->
     return preds
 
 
-def train(model, data: Views, args, deadline: float, device: torch.device) -> Dict[str, Any]:
-    """Steps until ``deadline`` (the batch halves on running out of memory); the training figures."""
+def train(model, data: Views, args, deadline: float, device: torch.device, ema: Optional[EMA]) -> Dict[str, Any]:
+    """Steps until ``deadline`` (the batch halves on running out of memory), updating ``ema`` after
+    each step; the training figures."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
     warmup, skip = (10, 1) if args.tiny else (200, 5)  # lr warm-up steps; steps before timing starts
     generator = torch.Generator(device=device).manual_seed(args.seed)
@@ -209,6 +213,8 @@ def train(model, data: Views, args, deadline: float, device: torch.device) -> Di
             print(f"out of memory: batch -> {args.batch}", flush=True)
             continue
         step += 1
+        if ema is not None:
+            ema.update(model, step)
         if step == timed_from:
             synchronize(device)
             timed_start = time.perf_counter()
@@ -336,14 +342,20 @@ def main(argv: Optional[List[str]] = None) -> int:
           f"parameters", flush=True)
     reserve = 0.0 if args.tiny else 100.0  # seconds kept for evaluation and timing
     deadline = (time.perf_counter() + args.minutes * 60) if args.tiny else start + args.minutes * 60 - reserve
-    training = train(model, data["train"], args, deadline, device)
+    # the trainer's EMA: warm-up from step 0 (an average that starts from the random init would hold it
+    # for thousands of steps)
+    ema = EMA(model, decay=args.ema_decay, start_step=0) if args.ema_decay > 0 else None
+    training = train(model, data["train"], args, deadline, device, ema)
     print(f"trained {training['steps']} steps, {training['train_images_per_s']} images/s", flush=True)
+    live_metrics = evaluate(model, data["test"], args, device)["metrics"] if ema is not None else None
+    model = ema.module if ema is not None else model
     evaluation = evaluate(model, data["test"], args, device)
     write_png(out / "contact_sheet.png", evaluation["sheet"])
     report = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
               "data_root": root, "category": args.category, "image_size": model.image_size,
               "parameters_m": sum(p.numel() for p in model.parameters()) / 1e6, "training": training,
-              "heldout": evaluation["metrics"], "speed": speed(model, data["test"], args, device),
+              "evaluated_weights": f"ema (decay {args.ema_decay}, warm-up)" if ema is not None else "live",
+              "heldout": evaluation["metrics"], "heldout_live_weights": live_metrics, "speed": speed(model, data["test"], args, device),
               "contact_sheet_columns": ["input", "ground truth", "field RGB", "Heun", "Euler churn"],
               "wall_s": time.perf_counter() - start}
     write_metrics_json(out / "metrics.json", report)

@@ -285,4 +285,5 @@ def test_gpu_run_script_tiny_mode_writes_metrics_and_sheet(objects, tmp_path):
     assert report["training"]["steps"] >= 2 and report["training"]["train_images_per_s"] > 0
     for name in ("field_rgb", "heun", "euler_churn"):
         assert set(report["heldout"][name]) >= {"psnr", "ssim", "sharpness_ratio"}
+        assert report["heldout_live_weights"][name]["psnr"] > 0  # the EMA is evaluated beside the live weights
     assert {"denoiser_step_batch1_s", "denoiser_step_batch16_s"} <= set(report["speed"])
