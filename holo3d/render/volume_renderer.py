@@ -208,19 +208,32 @@ class VolumeRenderer(nn.Module):
             raise ValueError(f"{len(cameras)} cameras do not split evenly over {s} scenes")
         v, (h, w) = len(cameras) // s, (int(image_size[0]), int(image_size[1]))
         rays = full_image_rays(cameras, (h, w))
-        origins = rays.origins.reshape(s, v * h * w, 3)  # (S, V*H*W, 3)
-        directions = rays.directions.reshape(s, v * h * w, 3)  # (S, V*H*W, 3)
+        origins = rays.origins.reshape(s, v * h * w, 3)  # (S, N = V*H*W, 3)
+        directions = rays.directions.reshape(s, v * h * w, 3)  # (S, N, 3)
+        # Rays that miss the cube in every scene are not marched: their samples get zero density, so
+        # their pixels are exactly the background (opacity 0, depth 0), which `_miss_pixels` writes.
+        near, far = near_far_from_box(origins, directions, self.volume_extent)
+        kept = (far > near).any(dim=0).nonzero().squeeze(1)  # (K,) ray indices (one host sync)
+        origins, directions = origins[:, kept], directions[:, kept]  # (S, K, 3)
         step = max(1, chunk_size // s)
         chunks = [
             self(origins[:, i : i + step], directions[:, i : i + step], stratified=False, **field_inputs)
-            for i in range(0, v * h * w, step)
+            for i in range(0, len(kept), step)
         ]
-        outputs = {"features": "features_fine", "depth": "depth", "opacity": "opacity"}
         images = {}
-        for name, key in outputs.items():
-            flat = torch.cat([c[key] for c in chunks], dim=1)  # (S, V*H*W, ch)
+        for name, flat in self._miss_pixels(s, v * h * w, origins.device).items():
+            key = "features_fine" if name == "features" else name
+            if chunks:
+                flat[:, kept] = torch.cat([c[key] for c in chunks], dim=1).to(flat.dtype)  # (S, K, ch)
             images[name] = flat.reshape(s, v, h, w, -1).permute(0, 1, 4, 2, 3)  # (S, V, ch, H, W)
         return images
+
+    def _miss_pixels(self, n_scenes: int, n_rays: int, device: torch.device) -> Dict[str, torch.Tensor]:
+        """What a ray that misses the cube composites to: features (S, N, C) = background, depth and
+        opacity (S, N, 1) = 0 (float32, as ``emission_absorption`` returns)."""
+        return {"features": self.bg_color.to(device).expand(n_scenes, n_rays, -1).clone(),
+                "depth": torch.zeros(n_scenes, n_rays, 1, device=device),
+                "opacity": torch.zeros(n_scenes, n_rays, 1, device=device)}
 
 
 def _merge_sorted(

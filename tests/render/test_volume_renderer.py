@@ -80,6 +80,28 @@ def test_render_image_is_independent_of_chunk_size():
         torch.testing.assert_close(big[key], small[key], atol=1e-5, rtol=1e-5)
 
 
+def test_render_image_skips_rays_that_miss_the_cube_without_changing_a_pixel():
+    torch.manual_seed(0)
+    renderer = _grid_renderer(8, {"hidden_dim": 16}, n_pts_coarse=16, n_pts_fine=8,
+                              bg_color=(0.3, 0.5, 0.7)).eval()
+    grid = torch.randn(2, 8, 6, 6, 6)
+    cameras = turntable_cameras(4, distance=3.5)  # the cube covers part of each frame
+    size = (12, 14)
+    out = renderer.render_image(cameras, size, n_scenes=2, grid=grid)
+    rays = full_image_rays(cameras, size)
+    origins, directions = rays.origins.reshape(2, -1, 3), rays.directions.reshape(2, -1, 3)
+    every_ray = renderer(origins, directions, stratified=False, grid=grid)  # (2, V*H*W, ch) marched
+    opacity = out["opacity"].permute(0, 1, 3, 4, 2).reshape(2, -1, 1)
+    features = out["features"].permute(0, 1, 3, 4, 2).reshape(2, -1, 3)
+    missed = opacity[..., 0] == 0
+    assert 0.1 < missed.float().mean() < 0.9  # some rays skipped, some marched
+    torch.testing.assert_close(opacity, every_ray["opacity"], atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(features, every_ray["features_fine"], atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(out["depth"].permute(0, 1, 3, 4, 2).reshape(2, -1, 1), every_ray["depth"],
+                               atol=1e-5, rtol=1e-5)
+    assert torch.equal(features[missed], torch.tensor([0.3, 0.5, 0.7]).expand(int(missed.sum()), 3))
+
+
 def test_training_forward_shapes_gradients_and_reproducible_jitter():
     torch.manual_seed(0)
     renderer = _grid_renderer(8, {"hidden_dim": 16}, n_pts_coarse=12, n_pts_fine=6).train()
