@@ -11,7 +11,8 @@
 #   official  python -m holo3d.bench.official_step (fp32, as its trainer runs; its model takes one
 #             scene per forward, so 8 scenes = 8 steps)
 # then prints holo3d / official scenes/s and the peak memory per scene of each.
-# Env: PYTHON (default python), WARMUP / REPEATS (default 3 / 10).
+# Env: PYTHON (default python), WARMUP / REPEATS (default 3 / 10), HOLO3D_FLAGS (more flags of holo3d's
+# side, e.g. "--compile-step").
 set -euo pipefail
 : "${OFFICIAL_DIR:?set OFFICIAL_DIR to a checkout of https://github.com/facebookresearch/holo_diffusion}"
 if [ ! -d "$OFFICIAL_DIR/holo_diffusion" ]; then
@@ -28,7 +29,7 @@ rm -f "$OUT/holo3d.jsonl" "$OUT/official.jsonl"
 
 echo "holo3d: training step, 1 and 8 scenes, bootstrap off/on, bf16 -> $OUT/holo3d.jsonl" >&2
 "$PY" -m holo3d.bench --only train --scenes 1,8 --bootstrap off,on --precisions bf16 \
-  --warmup "$WARMUP" --repeats "$REPEATS" --out "$OUT/holo3d.jsonl" > /dev/null
+  --warmup "$WARMUP" --repeats "$REPEATS" --out "$OUT/holo3d.jsonl" ${HOLO3D_FLAGS:-} > /dev/null
 
 echo "official ($OFFICIAL_DIR): training step, same batches, fp32 -> $OUT/official.jsonl" >&2
 "$PY" -m holo3d.bench.official_step --official-dir "$OFFICIAL_DIR" --scenes 1,8 --bootstrap off,on \
