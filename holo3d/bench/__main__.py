@@ -34,11 +34,12 @@ import torch
 
 from holo3d.bench.report import Reporter
 from holo3d.bench.runner import run
+from holo3d.train.step import COMPILE_MODES
 from holo3d.bench.settings import ALL_FIGURES, BenchSettings, base_settings, tiny_cpu_settings
 
 MODELS = ("holo", "genvs", "viewfusion", "voxel_ldm", "distill")
 # Flags of HoloDiffusion's figures only (argparse dests; None when not given).
-HOLO_ONLY = ("bootstrap", "image_size", "clip_grad_norm", "ema_decay", "step_sync", "compile_step",
+HOLO_ONLY = ("bootstrap", "image_size", "clip_grad_norm", "ema_decay", "step_sync", "compile_step", "compile_step_mode",
              "model_finite_check", "unet_batches", "channels_last", "compile", "compile_mode", "cuda_graph", "chunks",
              "render_views", "render_size", "e2e_dir", "e2e_samplers", "e2e_extra", "profile")
 SYSTEM_ONLY = ("peak_tflops", "sample_steps")
@@ -101,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="free (the loop's sync_free_step, default), every (one host sync per step); e.g. free,every")
     g.add_argument("--compile-step", action="store_true", default=None,
                    help="training forward under torch.compile, as the loop's compile_model")
+    g.add_argument("--compile-step-mode", choices=COMPILE_MODES,
+                   help="torch.compile mode of --compile-step, as the loop's compile_mode (default)")
     g.add_argument("--no-model-finite-check", dest="model_finite_check", action="store_const", const=False,
                    help="HoloDiffusionModel.check_finite=false (drops the model's own host sync)")
     g = p.add_argument_group("U-Net step and sampling")
@@ -136,7 +139,8 @@ def settings_from_args(args: argparse.Namespace) -> BenchSettings:
         seed=args.seed, warmup=args.warmup, repeats=args.repeats, scenes=args.scenes,
         precisions=args.precisions, bootstrap=args.bootstrap, image_size=args.image_size,
         clip_grad_norm=args.clip_grad_norm, ema_decay=args.ema_decay, step_sync=args.step_sync,
-        compile_step=args.compile_step, model_finite_check=args.model_finite_check,
+        compile_step=args.compile_step, compile_step_mode=args.compile_step_mode,
+        model_finite_check=args.model_finite_check,
         unet_batches=args.unet_batches, sample_n=args.sample_n, sample_repeats=args.sample_repeats,
         channels_last=args.channels_last, compile=args.compile, compile_mode=args.compile_mode,
         cuda_graph=args.cuda_graph, chunk_sizes=args.chunks, render_views=args.render_views,

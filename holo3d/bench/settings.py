@@ -77,6 +77,7 @@ class BenchSettings:
     # compile_model; model_finite_check is HoloDiffusionModel.check_finite (one sync per forward)
     step_sync: List[str] = field(default_factory=lambda: ["free"])
     compile_step: bool = False
+    compile_step_mode: str = "default"
     model_finite_check: bool = True
     # U-Net step and sampling
     unet_batches: List[int] = field(default_factory=lambda: [1, 15])

@@ -50,7 +50,7 @@ def bench_accelerator(precision: str, device: torch.device) -> Accelerator:
 
 
 def make_train_step(ctx: BenchContext, scenes: int, precision: str, step_sync: str = "free",
-                    compile_step: bool = False) -> Callable[[], object]:
+                    compile_step: bool = False, compile_mode: str = "default") -> Callable[[], object]:
     """A zero-argument training step on a fixed synthetic batch of ``scenes`` scenes: the training
     loop's own ``sync_free_step`` (step_sync "free") or ``optimization_step`` ("every")."""
     s, model, device = ctx.settings, ctx.model, ctx.device
@@ -63,7 +63,7 @@ def make_train_step(ctx: BenchContext, scenes: int, precision: str, step_sync: s
     forward = None
     if compile_step:
         torch._dynamo.reset()  # earlier figures' compilations count against the recompile limit
-        forward = compiled_training_forward(model)
+        forward = compiled_training_forward(model, compile_mode)
 
     def step() -> object:
         return train_step(model, batch, accelerator=accelerator, optimizer=optimizer, scheduler=scheduler,
@@ -87,6 +87,7 @@ def measure_train_step(ctx: BenchContext, scenes: int, precision: str, bootstrap
     config = ctx.config(scenes=scenes, frames_per_scene=s.frames_per_scene, image_size=s.image_size,
                         precision=precision, bootstrap=bootstrap, clip_grad_norm=s.clip_grad_norm,
                         ema_decay=s.ema_decay, step_sync=step_sync, compile_step=s.compile_step,
+                        compile_step_mode=s.compile_step_mode if s.compile_step else None,
                         model_finite_check=s.model_finite_check, warmup=warmup, repeats=s.repeats)
     figures = [("train.step_time", "s"), ("train.scenes_per_s", "scenes/s"), ("train.peak_memory", "GiB")]
     saved = model.bootstrap_prob, model.check_finite
@@ -95,7 +96,7 @@ def measure_train_step(ctx: BenchContext, scenes: int, precision: str, bootstrap
     try:
         with ctx.guard(figures, config):
             reset_peak_memory(device)  # after the guard freed what earlier figures left
-            step = make_train_step(ctx, scenes, precision, step_sync, s.compile_step)
+            step = make_train_step(ctx, scenes, precision, step_sync, s.compile_step, s.compile_step_mode)
             timing = time_fn(step, device, warmup, s.repeats)
             memory = peak_memory_gib(device)
             extra = compile_counts() if s.compile_step else {}

@@ -90,7 +90,12 @@ def sync_free_step(model, batch, *, accelerator, optimizer, scheduler, ema, clip
     return StepRecord(iteration, names, values, host)
 
 
-def compiled_training_forward(model: torch.nn.Module) -> TrainingForward:
+# torch.compile modes; the two that replay CUDA graphs need a step marker and outputs the graphs do not own
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+_CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
+
+
+def compiled_training_forward(model: torch.nn.Module, mode: str = "default") -> TrainingForward:
     """The model's training forward with its ``compile_target`` under ``torch.compile(dynamic=False)``.
 
     The default target is the whole forward (``model``, DDP wrapper included, is compiled). A model
@@ -102,11 +107,17 @@ def compiled_training_forward(model: torch.nn.Module) -> TrainingForward:
     of it never calls the compiled method). The compiled call passes no ``iteration``: a Python int
     that changes every step would make torch.compile guard on it and recompile every step (models
     use it only in messages).
+
+    ``mode`` is torch.compile's. Under the CUDA-graph modes each call starts a new graph step
+    (``cudagraph_mark_step_begin``) and the compiled call's tensors are cloned out of the graph's
+    memory pool, since the next replay overwrites it while the loop still holds logged values.
     """
+    if mode not in COMPILE_MODES:
+        raise ValueError(f"training_loop.compile_mode={mode!r}; expected one of {list(COMPILE_MODES)}")
     inner = unwrap(model)
     target = inner.compile_target() if isinstance(inner, TrainableModel) else inner.forward
     if target == inner.forward:
-        compiled = torch.compile(model, dynamic=False)
+        compiled = _graph_safe(torch.compile(model, dynamic=False, mode=mode), mode)
 
         def forward(batch) -> Dict[str, Any]:
             return compiled(**batch, evaluation_mode=EvaluationMode.TRAINING)
@@ -115,13 +126,36 @@ def compiled_training_forward(model: torch.nn.Module) -> TrainingForward:
     if getattr(target, "__self__", None) is not inner:
         raise TypeError(f"{type(inner).__name__}.compile_target() must return one of its own bound "
                         f"methods, got {target!r}")
-    name, compiled_target = target.__name__, torch.compile(target, dynamic=False)
+    name, compiled_target = target.__name__, _graph_safe(torch.compile(target, dynamic=False, mode=mode), mode)
 
     def forward_with_compiled_target(batch) -> Dict[str, Any]:
         with _attribute_replaced(inner, name, compiled_target):
             return model(**batch, evaluation_mode=EvaluationMode.TRAINING)
 
     return forward_with_compiled_target
+
+
+def _graph_safe(compiled: Callable, mode: str) -> Callable:
+    """``compiled`` as is, or (CUDA-graph modes) marking a new step and cloning its output tensors."""
+    if mode not in _CUDA_GRAPH_MODES:
+        return compiled
+
+    def call(*args, **kwargs):
+        torch.compiler.cudagraph_mark_step_begin()
+        return _cloned(compiled(*args, **kwargs))
+
+    return call
+
+
+def _cloned(value: Any) -> Any:
+    """Tensors in (nested) dicts / lists / tuples cloned (differentiably); anything else as is."""
+    if torch.is_tensor(value):
+        return value.clone()
+    if isinstance(value, dict):
+        return {k: _cloned(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)) and not hasattr(value, "_fields"):
+        return type(value)(_cloned(v) for v in value)
+    return value
 
 
 @contextlib.contextmanager

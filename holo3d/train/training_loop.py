@@ -35,7 +35,7 @@ from holo3d.train.monitor import TrainingMonitor
 from holo3d.train.rng_state import capture_rng_state, restore_rng_state, seed_everything
 from holo3d.train.stats import (RunningStats, StepRecord, format_stats, gpu_memory_gib, read_records,
                                 scalar_values)
-from holo3d.train.step import NonFiniteStep, compiled_training_forward, optimization_step, sync_free_step
+from holo3d.train.step import COMPILE_MODES, NonFiniteStep, compiled_training_forward, optimization_step, sync_free_step
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +93,8 @@ class HoloTrainingLoop(TrainingLoopBase):
         compile_model: run the training forward under torch.compile (static shapes; compiles at the
             first steps; the compiled call gets no iteration, which would recompile every step);
             validation, EMA, checkpoints and sampling use the model as it is.
+        compile_mode: torch.compile's mode for compile_model ("reduce-overhead" replays the compiled
+            forward and backward as CUDA graphs).
         checkpoint_interval_epochs / keep_last_checkpoints: checkpoint cadence and retention.
         validation_interval_epochs / n_validation_batches: validation cadence and size.
         log_interval / visualize_interval: iterations between scalar logs / image panels.
@@ -117,6 +119,7 @@ class HoloTrainingLoop(TrainingLoopBase):
     max_nonfinite_steps: int = 10
     sync_free_step: bool = True
     compile_model: bool = False
+    compile_mode: str = "default"
     checkpoint_interval_epochs: int = 1
     keep_last_checkpoints: int = 3
     validation_interval_epochs: int = 1
@@ -140,6 +143,8 @@ class HoloTrainingLoop(TrainingLoopBase):
             raise ValueError(f"training_loop.mixed_precision={self.mixed_precision!r}; use 'no' or 'bf16'")
         if self.gradient_accumulation_steps < 1:
             raise ValueError("training_loop.gradient_accumulation_steps must be >= 1")
+        if self.compile_mode not in COMPILE_MODES:
+            raise ValueError(f"training_loop.compile_mode={self.compile_mode!r}; expected one of {list(COMPILE_MODES)}")
         if self.log_interval < 1:
             raise ValueError(f"training_loop.log_interval={self.log_interval}; it must be >= 1")
 
@@ -173,7 +178,7 @@ class HoloTrainingLoop(TrainingLoopBase):
         session = _Session(self, accelerator, model, ema, optimizer, scheduler, monitor, exp_dir,
                            config_yaml, seed)
         if self.compile_model:
-            session.forward = compiled_training_forward(model)
+            session.forward = compiled_training_forward(model, self.compile_mode)
         _say_if_nothing_to_do(self.max_epochs, position)
         try:
             with log_unreadable_frames():

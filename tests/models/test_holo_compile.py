@@ -77,6 +77,26 @@ def test_models_without_a_target_compile_the_whole_forward(monkeypatch):
     assert compiled[0] is plain and compiled[1] is linear  # the module itself, as before the hook
 
 
+def test_cuda_graph_modes_mark_each_step_and_hand_out_tensors_the_graph_does_not_own(monkeypatch):
+    from holo3d.models.protocol import TrainableModel
+
+    class Plain(TrainableModel, torch.nn.Linear):
+        pass
+
+    pool = torch.zeros(2)  # stands for the graph's static output buffer, overwritten by every replay
+    modes, marks = [], []
+    monkeypatch.setattr(step_module.torch, "compile",
+                        lambda target, **kw: modes.append(kw["mode"]) or (lambda **batch: {"loss": pool}))
+    monkeypatch.setattr(step_module.torch.compiler, "cudagraph_mark_step_begin", lambda: marks.append(1))
+    out = compiled_training_forward(Plain(2, 2), "reduce-overhead")({})
+    pool.add_(1.0)  # the next replay
+    assert modes == ["reduce-overhead"] and marks == [1] and torch.equal(out["loss"], torch.zeros(2))
+    compiled_training_forward(Plain(2, 2), "default")({})
+    assert modes[-1] == "default" and marks == [1]  # no graph step outside the CUDA-graph modes
+    with pytest.raises(ValueError, match="compile_mode='fast'"):
+        compiled_training_forward(Plain(2, 2), "fast")
+
+
 def test_explicit_replacement_draws_the_same_rays():
     mask = torch.zeros(2, 1, 8, 8)
     mask[:, :, 2:6, 2:6] = 1.0  # 16 pixels per view
