@@ -11,6 +11,12 @@ One training step, for S scenes of N frames (the first T are targets, the other 
     4. losses:   fine + coarse RGB MSE against targets masked onto the background (optional mask BCE,
                  optional direct x0 loss)
 
+``grid_scale`` (as latent diffusion rescales its latents): the process runs on V0 / scale, so a V0 with
+a small spread (lifted features are far from unit variance) meets the noise schedule at the
+signal-to-noise ratios it was made for; every grid that is rendered is the x0 estimate times the scale.
+"auto" measures the scale once, as the standard deviation of the first training batch's V0, and keeps
+it in a persistent buffer (``grid_scale_value``) that checkpoints and the EMA copy carry.
+
 Samples are the chain's final x0, or (``sample_decode="unet_t0"``, as the official code renders them)
 tanh(UNet(x, t=0)) of it. configs/holo_official.yaml switches on every official-code behaviour
 (bootstrap through both passes, training density noise, ReLU densities, a 1e10 last interval, the
@@ -22,6 +28,8 @@ Baselines are configs of the same model: ``use_diffusion=False`` applies the U-N
 
 from __future__ import annotations
 
+import logging
+import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -55,6 +63,7 @@ from holo3d.render.volume_renderer import VolumeRenderer
 
 
 SAMPLE_DECODES = ("none", "unet_t0")
+logger = logging.getLogger(__name__)
 
 
 def _drop_unet_derived(args: DictConfig) -> None:
@@ -100,7 +109,11 @@ class HoloDiffusionModel(  # pyre-ignore[13]
         prediction: what the U-Net outputs: "x0" (the paper's), "eps" or "v"; ``denoise`` converts
             to x0 either way.
         x0_clip: x0 estimates, samples and rendered grids are clamped to [-x0_clip, x0_clip]
-            (V0 lies in [-1, 1]); None: no clamp.
+            (V0 lies in [-1, 1]; in the diffusion's units the bound is x0_clip / grid scale);
+            None: no clamp.
+        grid_scale: the diffusion runs on V0 / grid_scale (see the module docstring): a number > 0
+            (1.0: V0 as lifted), or "auto" (V0's standard deviation, measured on the first training
+            batch). The reconstruction baselines (use_diffusion=False) have no diffusion and ignore it.
         sample_decode: "none" renders a sample as drawn; "unet_t0" renders tanh(UNet(sample, t=0))
             (one more denoising pass, as the official code does at evaluation; x0 prediction only).
         bootstrap_prob: probability of the bootstrapped second denoising pass per training step.
@@ -108,7 +121,8 @@ class HoloDiffusionModel(  # pyre-ignore[13]
             the paper); False backpropagates through both passes (as the official code does).
         x0_loss_weight / mask_loss_weight / coarse_loss_weight: loss weights (fine RGB has 1). The
             x0 loss is the MSE of the (clipped) first-pass x0 against V0 for x0 prediction, and the
-            parameterisation's own DDPM loss (against eps or v) otherwise.
+            parameterisation's own DDPM loss (against eps or v) otherwise, both in the diffusion's
+            units (V0 / grid scale).
         bg_color: background colour of renders and of the masked targets.
         mask_images: composite all input images on ``bg_color`` with their (thresholded) masks.
         mask_threshold: foreground masks are binarised at this value (0 keeps soft masks).
@@ -132,6 +146,7 @@ class HoloDiffusionModel(  # pyre-ignore[13]
     beta_end: float = 0.02
     prediction: str = "x0"
     x0_clip: Optional[float] = 1.0
+    grid_scale: Any = 1.0  # a number or "auto" (OmegaConf has no float-or-str type)
     sample_decode: str = "none"
     bootstrap_prob: float = 0.5
     bootstrap_detach_first: bool = True
@@ -183,8 +198,11 @@ class HoloDiffusionModel(  # pyre-ignore[13]
             if self.use_unet
             else None
         )
+        # With a grid scale the x0 clip bound is a buffer, so the model clips in ``denoise`` itself.
         self.diffusion = GridDiffusion(self.num_diffusion_steps, self.beta_start, self.beta_end,
-                                       prediction=self.prediction, clip_x0=self.x0_clip)
+                                       prediction=self.prediction,
+                                       clip_x0=None if self._scaled else self.x0_clip)
+        self._register_grid_scale()
         field = VoxelGridField(self.feature_size, self.volume_extent, dict(self.render_mlp_args))
         self.renderer = VolumeRenderer(
             field=field, volume_extent=self.volume_extent, bg_color=tuple(self.bg_color), **self.renderer_args
@@ -212,6 +230,7 @@ class HoloDiffusionModel(  # pyre-ignore[13]
             problems.append(f"x0_clip={self.x0_clip} (must be > 0, or null for no clamp)")
         if self.prediction not in PREDICTIONS:
             problems.append(f"prediction={self.prediction!r} (expected one of {list(PREDICTIONS)})")
+        problems += _grid_scale_problems(self.grid_scale)
         if self.sample_decode not in SAMPLE_DECODES:
             problems.append(f"sample_decode={self.sample_decode!r} (expected one of {list(SAMPLE_DECODES)})")
         elif self.sample_decode == "unet_t0" and self.prediction != "x0":
@@ -225,6 +244,65 @@ class HoloDiffusionModel(  # pyre-ignore[13]
             raise ValueError("model_HoloDiffusionModel_args: " + "; ".join(problems))
         if self.use_diffusion and not self.use_unet:
             raise ValueError("use_diffusion=True needs use_unet=True (the U-Net is the denoiser)")
+
+    # ---------------------------------------------------------------- grid scale
+
+    @property
+    def _scaled(self) -> bool:
+        """Whether the diffusion runs on V0 / scale rather than on V0 itself."""
+        return self.use_diffusion and (self.grid_scale == "auto" or float(self.grid_scale) != 1.0)
+
+    def _register_grid_scale(self) -> None:
+        """The scale as a 0-d buffer: persistent for "auto" (measured, so checkpoints and the EMA copy
+        carry it; 0 until measured), a constant of the config otherwise."""
+        self._grid_scale_known = self.grid_scale != "auto"
+        if self._scaled:
+            value = 0.0 if self.grid_scale == "auto" else float(self.grid_scale)
+            self.register_buffer("grid_scale_value", torch.tensor(value), persistent=self.grid_scale == "auto")
+
+    def to_diffusion_units(self, grid: torch.Tensor) -> torch.Tensor:
+        """A grid in V0's units (B, F, D, H, W) divided by the grid scale (the process's data)."""
+        return grid / self.grid_scale_value.to(grid.dtype) if self._scaled else grid
+
+    def from_diffusion_units(self, x: torch.Tensor) -> torch.Tensor:
+        """A grid in the diffusion's units (B, F, D, H, W) times the grid scale (what is rendered)."""
+        return x * self.grid_scale_value.to(x.dtype) if self._scaled else x
+
+    def _clip_scaled(self, x: torch.Tensor) -> torch.Tensor:
+        """x in the diffusion's units clamped to [-x0_clip, x0_clip] / scale (identity unscaled, where
+        the process clips)."""
+        if not self._scaled or self.x0_clip is None:
+            return x
+        bound = self.x0_clip / self.grid_scale_value.to(x.dtype)
+        return x.clamp(-bound, bound)
+
+    @torch.no_grad()
+    def _measure_grid_scale(self, sources: "TargetViews") -> None:
+        """grid_scale "auto": V0's standard deviation over the first training batch (summed over ranks
+        when distributed), once; a host read until it is known."""
+        if self._grid_scale_known:
+            return
+        if float(self.grid_scale_value) <= 0:
+            v0 = self.lift(sources.rgb, sources.fg, sources.cameras, sources.crop).double()
+            sums = torch.stack([v0.sum(), v0.square().sum(), v0.new_tensor(float(v0.numel()))])
+            if torch.distributed.is_available() and torch.distributed.is_initialized():
+                torch.distributed.all_reduce(sums)
+            mean = sums[0] / sums[2]
+            std = float((sums[1] / sums[2] - mean**2).clamp_min(0).sqrt())
+            if not std > 1e-6:
+                raise ValueError(f"model_HoloDiffusionModel_args.grid_scale='auto': the first training "
+                                 f"batch's V0 has standard deviation {std:.3g}; give grid_scale a number")
+            self.grid_scale_value.fill_(std)
+            logger.info("grid_scale='auto': V0 standard deviation %.4g on the first training batch", std)
+        self._grid_scale_known = True
+
+    def _require_grid_scale(self) -> None:
+        """Refuses to sample or evaluate with an "auto" scale that no training batch has set yet."""
+        if self._scaled and not self._grid_scale_known:
+            if not float(self.grid_scale_value) > 0:
+                raise RuntimeError("model_HoloDiffusionModel_args.grid_scale='auto' is not measured yet "
+                                   "(the first training batch sets it; a checkpoint carries it)")
+            self._grid_scale_known = True
 
     @property
     def min_frames_per_scene(self) -> int:
@@ -254,7 +332,8 @@ class HoloDiffusionModel(  # pyre-ignore[13]
     def denoise(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """x0 estimate clipped to ``x0_clip``: x_t (B, F, D, H, W), t (B,) int or float -> (B, F, D, H, W).
 
-        Without a U-Net this is the identity (clipped), so ``render_mlp_only`` renders V0 itself.
+        Both in the diffusion's units (V0 / grid scale; ``from_diffusion_units`` gives the grid to
+        render). Without a U-Net this is the identity (clipped), so ``render_mlp_only`` renders V0 itself.
         """
         return self._denoise_with_output(x_t, t)[1]
 
@@ -263,18 +342,20 @@ class HoloDiffusionModel(  # pyre-ignore[13]
         if self.unet is None:
             return None, self.clip_grid(x_t)
         out = self.unet(x_t, t.to(torch.float32))
-        return out, self.diffusion.to_x0(out, x_t, t).to(x_t.dtype)
+        return out, self._clip_scaled(self.diffusion.to_x0(out, x_t, t)).to(x_t.dtype)
 
     def clip_grid(self, grid: torch.Tensor) -> torch.Tensor:
         """``grid`` clamped to [-x0_clip, x0_clip] (unchanged when x0_clip is None)."""
         return grid if self.x0_clip is None else grid.clamp(-self.x0_clip, self.x0_clip)
 
     def decode_sample(self, grid: torch.Tensor) -> torch.Tensor:
-        """The grid to render for a drawn sample (B, F, D, H, W): itself, or tanh(UNet(x, 0))."""
+        """The grid to render (B, F, D, H, W) for a drawn sample in the diffusion's units: the clipped
+        sample times the grid scale, or tanh(UNet(sample, 0) times the grid scale)."""
+        grid = self._clip_scaled(grid) if self._scaled else self.clip_grid(grid)
         if self.sample_decode == "none":
-            return grid
+            return self.from_diffusion_units(grid)
         t0 = torch.zeros(grid.shape[0], device=grid.device)
-        return torch.tanh(self.unet(grid, t0)).to(grid.dtype)
+        return torch.tanh(self.from_diffusion_units(self.unet(grid, t0))).to(grid.dtype)
 
     def reconstruct(self, v0: torch.Tensor) -> torch.Tensor:
         """The grid to render for a lifted V0 without sampling: the U-Net at t=0 (or V0 itself).
@@ -286,7 +367,7 @@ class HoloDiffusionModel(  # pyre-ignore[13]
             return v0
         t0 = torch.zeros(v0.shape[0], device=v0.device)
         if self.use_diffusion:
-            return self.denoise(v0, t0)
+            return self.from_diffusion_units(self.denoise(self.to_diffusion_units(v0), t0))
         return torch.tanh(self.unet(v0, t0)).to(v0.dtype)
 
     # ---------------------------------------------------------------- model protocol
@@ -345,14 +426,18 @@ class HoloDiffusionModel(  # pyre-ignore[13]
             raise RuntimeError(f"sample() is not available: {self.cannot_sample_reason}")
         if cond is not None or guidance_scale != 1.0:
             raise ValueError("HoloDiffusionModel is unconditional: cond and guidance_scale are not used")
+        self._require_grid_scale()
         device = device or next(self.parameters()).device
         res = self.grid_resolution
         shape = (n, self.feature_size, res, res, res)
+        if callback is not None and self._scaled:  # callbacks render: they get V0's units
+            on_step, callback = callback, (lambda i, x, x0: on_step(i, self.from_diffusion_units(x),
+                                                                    self.from_diffusion_units(x0)))
         grid = self.diffusion.sample(
             self.denoise, shape, sampler=sampler, steps=steps, eta=eta, generator=generator,
             callback=callback, device=device, **sampler_kwargs,
         )
-        return self.decode_sample(self.clip_grid(grid))
+        return self.decode_sample(grid)
 
     def sampling_accelerated(self, enabled: bool = True):
         """The U-Net replayed as a CUDA graph while sampling (no-op off CUDA)."""
@@ -389,6 +474,7 @@ class HoloDiffusionModel(  # pyre-ignore[13]
     ) -> torch.Tensor:
         """Lifts the sources (composited inputs, see the protocol) into V0 and returns the grid to
         render: ``reconstruct(V0)``, or V0 noised to ``denoise_from_t`` and denoised back with DDIM."""
+        self._require_grid_scale()
         v0 = self.lift(rgb, fg, cameras, crop)  # (S, F, D, H, W)
         if denoise_from_t <= 0:
             return self.reconstruct(v0)
@@ -398,7 +484,8 @@ class HoloDiffusionModel(  # pyre-ignore[13]
 
     def _denoise_from(self, v0: torch.Tensor, t_start: int, steps: int,
                       generator: Optional[torch.Generator]) -> torch.Tensor:
-        """Noises V0 (B, F, D, H, W) to timestep ``t_start`` and runs ``steps`` DDIM steps back to 0.
+        """Noises V0 (B, F, D, H, W) to timestep ``t_start`` and runs ``steps`` DDIM steps back to 0
+        (in the diffusion's units; the result is in V0's).
 
         DDIM over the schedule truncated at t_start starts from its last entry, so passing x_t as the
         sampler's starting "noise" continues the reverse chain from t_start (timesteps keep their scale).
@@ -407,9 +494,10 @@ class HoloDiffusionModel(  # pyre-ignore[13]
         t_start = min(int(t_start), len(schedule) - 1)
         t = torch.full((v0.shape[0],), t_start, device=v0.device, dtype=torch.long)
         noise = torch.randn(v0.shape, generator=generator, device=generator.device if generator else v0.device)
-        x_t = q_sample(v0.float(), t, schedule, noise.to(v0.device)).to(v0.dtype)
+        x_t = q_sample(self.to_diffusion_units(v0).float(), t, schedule, noise.to(v0.device)).to(v0.dtype)
         steps = max(1, min(int(steps), t_start + 1))
-        return sample_ddim(self.denoise, v0.shape, schedule[: t_start + 1], steps=steps, eta=0.0, noise=x_t)
+        x0 = sample_ddim(self.denoise, v0.shape, schedule[: t_start + 1], steps=steps, eta=0.0, noise=x_t)
+        return self.from_diffusion_units(x0)
 
     def query_field(self, sample, points, directions):
         """Density (M,) and rgb (M, 3) of one grid (F, D, H, W) through the RenderMLP, no grad."""
@@ -443,8 +531,11 @@ class HoloDiffusionModel(  # pyre-ignore[13]
         checks = FiniteCheck(iteration, enabled=self.check_finite)
         targets, sources = TargetViews.split(batch, n_targets, self.background, self._fg_threshold)
         if training:
+            if self._scaled:
+                self._measure_grid_scale(sources)
             preds = self.training_core(targets, sources, self._training_plan(targets), checks)
         else:
+            self._require_grid_scale()
             v0 = checks("lifted grid V0", self.lift(sources.rgb, sources.fg, sources.cameras, sources.crop))
             grid, stats = self.reconstruct(v0), self._zero_stats(v0)
             preds = self._render_evaluation(checks("denoised grid", grid), targets, checks)
@@ -518,23 +609,25 @@ class HoloDiffusionModel(  # pyre-ignore[13]
         """The grid the renderer sees, and diffusion stats for logging.
 
         With diffusion: V0 noised at a random t per scene, x0 predicted (and, when the plan's coin
-        says so, noised at a new t' and denoised again). Without: ``reconstruct`` (U-Net at t=0, or V0).
+        says so, noised at a new t' and denoised again), all in the diffusion's units, and the result
+        brought back to V0's. Without: ``reconstruct`` (U-Net at t=0, or V0).
         """
         stats = self._zero_stats(v0)
         if not self.use_diffusion:
             return self.reconstruct(v0), stats
         t = self.diffusion.sample_t(v0.shape[0], v0.device)
         eps = torch.randn_like(v0)
-        out, x0 = self._denoise_with_output(q_sample(v0, t, self.diffusion.schedule(v0.device), eps), t)
+        z0 = self.to_diffusion_units(v0)
+        out, x0 = self._denoise_with_output(q_sample(z0, t, self.diffusion.schedule(v0.device), eps), t)
         if self.x0_loss_weight > 0:
-            stats["loss_x0"] = self._x0_loss(out, x0, v0.detach(), eps, t)
+            stats["loss_x0"] = self._x0_loss(out, x0, z0.detach(), eps, t)
         if plan.bootstrap:
             first = x0.detach() if self.bootstrap_detach_first else x0
             t = self.diffusion.sample_t(v0.shape[0], v0.device)
             x0 = self.denoise(self.diffusion.noise(first, t), t)
         stats["timestep"] = t.float().mean()
         stats["bootstrapped"] = stats["bootstrapped"] + float(plan.bootstrap)
-        return x0, stats
+        return self.from_diffusion_units(x0), stats
 
     def _x0_loss(self, out, x0, v0, eps, t) -> torch.Tensor:
         """The direct diffusion loss of the first pass (see x0_loss_weight), a 0-d float32 tensor."""
@@ -623,6 +716,15 @@ class _TrainingPlan:
     ray_weights: torch.Tensor
     rays_with_replacement: bool
     bootstrap: bool
+
+
+def _grid_scale_problems(value: Any) -> List[str]:
+    """[] for a valid grid_scale (a finite number > 0 or "auto"), else the config error."""
+    if value == "auto":
+        return []
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0:
+        return []
+    return [f"grid_scale={value!r} (must be a number > 0 or 'auto')"]
 
 
 def _pixels_as_rays(images: torch.Tensor) -> torch.Tensor:
