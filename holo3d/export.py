@@ -6,14 +6,19 @@ writes ``out/model.safetensors`` (the EMA weights when the run kept an EMA, else
 no optimizer, scheduler or RNG state: a tenth of a checkpoint's size or less), ``out/config.yaml``
 (the selected components' resolved config) and ``out/export.json`` (where the weights came from).
 ``holo3d.load(out)`` reads it back; safetensors holds tensors only, so loading runs no pickle.
+An export needs no other folder: a VoxelLDM's frozen autoencoder (read from ``autoencoder_exp_dir``
+when it was built for training) is in its weights, and config.yaml names its architecture instead.
+The paths it records (the experiment, checkpoint, data folders) are provenance only; those under the
+working directory are written relative to it, so an export made in a checkout names no machine's folders.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -41,13 +46,41 @@ def export_experiment(exp_dir: str, out: str, epoch: int = -1, use_ema: bool = T
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in loaded.model.state_dict().items()}
     folder = Path(out).expanduser().resolve()
     folder.mkdir(parents=True, exist_ok=True)
-    info = {**loaded.info(), "format": "holo3d-export-1"}
+    info = portable_paths({**loaded.info(), "format": "holo3d-export-1"})
     with open_atomic(folder / WEIGHTS_NAME) as stream:
         stream.write(save(tensors, metadata={k: str(v) for k, v in info.items()}))
-    config = pruned_config(loaded.config)
-    write_text_atomic(folder / CONFIG_NAME, OmegaConf.to_yaml(config, resolve=True))
+    config = standalone_config(pruned_config(loaded.config), loaded.model)
+    config = portable_paths(OmegaConf.to_container(config, resolve=True))
+    write_text_atomic(folder / CONFIG_NAME, OmegaConf.to_yaml(OmegaConf.create(config)))
     write_text_atomic(folder / INFO_NAME, json.dumps(info, indent=2) + "\n")
     return folder
+
+
+def standalone_config(config: DictConfig, model: torch.nn.Module) -> DictConfig:
+    """``config`` with what ``model`` read from other folders at build time replaced by keys that
+    build it from its own weights (VoxelLDM.export_args: the autoencoder's architecture)."""
+    from holo3d.models.voxel_ldm import VoxelLDM
+
+    if not isinstance(model, VoxelLDM):
+        return config
+    factory = config[f"model_factory_{config.model_factory_class_type}_args"]
+    args = factory[f"model_{factory.model_class_type}_args"]
+    for key, value in model.export_args().items():
+        args[key] = value
+    return config
+
+
+def portable_paths(value: Any, base: Optional[Path] = None) -> Any:
+    """``value`` (nested dicts / lists of plain values) with every absolute path string under ``base``
+    (default: the working directory) made relative to it; other values unchanged."""
+    base = Path.cwd().resolve() if base is None else base
+    if isinstance(value, dict):
+        return {key: portable_paths(item, base) for key, item in value.items()}
+    if isinstance(value, list):
+        return [portable_paths(item, base) for item in value]
+    if isinstance(value, str) and os.path.isabs(value) and Path(value).resolve().is_relative_to(base):
+        return Path(value).resolve().relative_to(base).as_posix()
+    return value
 
 
 def load_export(folder: str | Path, device: str | torch.device = "cpu") -> torch.nn.Module:

@@ -14,8 +14,11 @@
 
 The frozen autoencoder is part of the LDM's state dict: an LDM checkpoint carries the exact weights
 its latents came from (training the stage-1 experiment further changes nothing for a trained LDM).
-Building a VoxelLDM still reads ``autoencoder_exp_dir`` (its expconfig.yaml for the architecture,
-its newest checkpoint's EMA weights, else model weights), so that folder must stay where it is.
+Building a VoxelLDM for training reads ``autoencoder_exp_dir`` (its expconfig.yaml for the
+architecture, its newest checkpoint's EMA weights, else model weights). An export
+(``python -m holo3d.export``) instead names the architecture in ``autoencoder_args`` and leaves
+``autoencoder_exp_dir`` empty: the autoencoder is built empty and its weights come with the LDM's own,
+so an export needs no stage-1 folder (``export_args`` gives those two keys).
 
 Latent normalisation: z_n = (z - mean_c) / std_c per channel c, with mean and std measured on the
 first training batch (all ranks' batches when distributed) by the frozen encoder and kept as
@@ -188,6 +191,14 @@ def load_frozen_autoencoder(exp_dir: str) -> Tuple[VoxelAutoencoder, str]:
     return autoencoder.eval().requires_grad_(False), str(path)
 
 
+def autoencoder_architecture(autoencoder: VoxelAutoencoder) -> Dict[str, int]:
+    """The AE_ARCHITECTURE keys that rebuild ``autoencoder`` (base_channels: its stem's width)."""
+    return {"resolution": autoencoder.resolution, "latent_channels": autoencoder.latent_channels,
+            "latent_resolution": autoencoder.latent_resolution,
+            "base_channels": autoencoder.encoder[0][0].out_channels,
+            "output_resolution": autoencoder.output_resolution}
+
+
 def _load_checked(autoencoder: VoxelAutoencoder, weights: Dict[str, torch.Tensor], path) -> None:
     """load_state_dict, with one error naming every missing, unexpected or reshaped tensor."""
     expected = autoencoder.state_dict()
@@ -209,7 +220,10 @@ class VoxelLDM(ImplicitronModelBase, TrainableModel, GenerativeModel):  # pyre-i
     """Stage 2: class-conditional latent DDPM over the frozen stage-1 autoencoder's latents.
 
     Fields (config keys):
-        autoencoder_exp_dir: stage 1's experiment folder (required; its config and newest checkpoint).
+        autoencoder_exp_dir: stage 1's experiment folder (its config and newest checkpoint); needed to train.
+        autoencoder_args: instead of autoencoder_exp_dir (exports): the autoencoder's architecture
+            (resolution, latent_channels, latent_resolution, base_channels, output_resolution), its
+            weights to be loaded with this model's state dict.
         categories: comma-separated category names in label order: the data source's ``categories``
             (or, when that is empty, the sorted names it finds). ``conditions`` maps names to labels.
         cond_drop_prob: probability of training a sample with the null label (0.1-0.2 in the paper).
@@ -221,6 +235,7 @@ class VoxelLDM(ImplicitronModelBase, TrainableModel, GenerativeModel):  # pyre-i
     """
 
     autoencoder_exp_dir: str = ""
+    autoencoder_args: Dict[str, int] = field(default_factory=lambda: {})
     categories: str = ""
     cond_drop_prob: float = 0.1
     num_diffusion_steps: int = 1000
@@ -235,7 +250,11 @@ class VoxelLDM(ImplicitronModelBase, TrainableModel, GenerativeModel):  # pyre-i
 
     def __post_init__(self) -> None:
         self._check_config()
-        self.autoencoder, self.autoencoder_checkpoint = load_frozen_autoencoder(self.autoencoder_exp_dir)
+        if self.autoencoder_args:
+            self.autoencoder = build_autoencoder(self.autoencoder_args).eval().requires_grad_(False)
+            self.autoencoder_checkpoint = "this model's own weights (autoencoder_args)"
+        else:
+            self.autoencoder, self.autoencoder_checkpoint = load_frozen_autoencoder(self.autoencoder_exp_dir)
         c, r = self.autoencoder.latent_channels, self.autoencoder.latent_resolution
         self.denoiser_net = ClassConditionedUNet3D(len(self.category_names), in_channels=c, out_channels=c,
                                                    **self.unet_args)
@@ -261,6 +280,12 @@ class VoxelLDM(ImplicitronModelBase, TrainableModel, GenerativeModel):  # pyre-i
             raise ValueError(f"VoxelLDM.prediction={self.prediction!r} / beta_schedule={self.beta_schedule!r}: "
                              f"expected one of {PREDICTIONS} / {BETA_SCHEDULES}")
         sampler_spec(self.sampler_default)  # names the valid samplers when misspelt
+        if self.autoencoder_args and self.autoencoder_exp_dir:
+            raise ValueError(f"VoxelLDM: give autoencoder_exp_dir={self.autoencoder_exp_dir!r} (training) or "
+                             f"autoencoder_args={dict(self.autoencoder_args)} (an export), not both")
+        missing = [key for key in AE_ARCHITECTURE if self.autoencoder_args and key not in self.autoencoder_args]
+        if missing:
+            raise ValueError(f"VoxelLDM.autoencoder_args lacks {missing} (it needs {list(AE_ARCHITECTURE)})")
 
     @property
     def category_names(self) -> List[str]:
@@ -269,6 +294,10 @@ class VoxelLDM(ImplicitronModelBase, TrainableModel, GenerativeModel):  # pyre-i
     @property
     def null_label(self) -> int:
         return len(self.category_names)
+
+    def export_args(self) -> Dict[str, Any]:
+        """The config keys that make an export of this model buildable without autoencoder_exp_dir."""
+        return {"autoencoder_exp_dir": "", "autoencoder_args": autoencoder_architecture(self.autoencoder)}
 
     def train(self, mode: bool = True) -> "VoxelLDM":
         super().train(mode)
@@ -317,6 +346,9 @@ class VoxelLDM(ImplicitronModelBase, TrainableModel, GenerativeModel):  # pyre-i
                 **kwargs) -> Dict[str, torch.Tensor]:
         """voxels (B, 1, R, R, R), label (B,) -> eps-MSE objective (DDPM eq. 14) on normalised latents."""
         label = self._checked_labels(label)
+        if self.training and self.autoencoder_args:
+            raise ValueError("VoxelLDM: training needs autoencoder_exp_dir (stage 1's folder); with "
+                             "autoencoder_args (an export's config) the autoencoder is whatever weights were loaded")
         if self.training and not bool(self.latent_stats_ready):
             self._set_latent_stats(voxels)
         z = self.encode(voxels)  # (B, C, r, r, r)
