@@ -44,6 +44,8 @@ def test_wheel_installs_into_a_fresh_venv_and_trains_help(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     assert "holo3d/configs/base.yaml" in names and "holo3d/configs/data/srn_cars.yaml" in names
     assert not any(n.startswith(("tests/", "configs/")) for n in names)
+    shipped = {f"holo3d/assets/demo_voxel_ldm/{f}" for f in ("model.safetensors", "config.yaml", "export.json")}
+    assert shipped <= set(names)  # the demo's pre-trained model travels with the library
 
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
