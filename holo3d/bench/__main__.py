@@ -39,8 +39,8 @@ from holo3d.bench.settings import ALL_FIGURES, BenchSettings, base_settings, tin
 
 MODELS = ("holo", "genvs", "viewfusion", "voxel_ldm", "distill")
 # Flags of HoloDiffusion's figures only (argparse dests; None when not given).
-HOLO_ONLY = ("bootstrap", "image_size", "clip_grad_norm", "ema_decay", "step_sync", "compile_step", "compile_step_mode",
-             "model_finite_check", "unet_batches", "channels_last", "compile", "compile_mode", "cuda_graph", "chunks",
+HOLO_ONLY = ("bootstrap", "image_size", "clip_grad_norm", "ema_decay", "step_sync", "compile_step",
+             "compile_step_mode", "model_args", "model_finite_check", "unet_batches", "channels_last", "compile", "compile_mode", "cuda_graph", "chunks",
              "render_views", "render_size", "e2e_dir", "e2e_samplers", "e2e_extra", "profile")
 SYSTEM_ONLY = ("peak_tflops", "sample_steps")
 
@@ -104,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training forward under torch.compile, as the loop's compile_model")
     g.add_argument("--compile-step-mode", choices=COMPILE_MODES,
                    help="torch.compile mode of --compile-step, as the loop's compile_mode (default)")
+    g.add_argument("--model-arg", action="append", dest="model_args", metavar="KEY=VALUE",
+                   help="HoloDiffusionModel setting over the bench's (YAML value), e.g. "
+                        "lifter_args.checkpoint_backbone=true; repeatable")
     g.add_argument("--no-model-finite-check", dest="model_finite_check", action="store_const", const=False,
                    help="HoloDiffusionModel.check_finite=false (drops the model's own host sync)")
     g = p.add_argument_group("U-Net step and sampling")
@@ -149,8 +152,22 @@ def settings_from_args(args: argparse.Namespace) -> BenchSettings:
         cudnn_benchmark=args.cudnn_benchmark or None,
     )
     settings = settings.with_overrides(**chosen)
+    settings.model.update(_model_args(args.model_args or []))
     settings.tf32 = {"on": True, "off": False, "default": None}[args.tf32]
     return settings
+
+
+def _model_args(items) -> dict:
+    """["key=value", ...] -> {key: YAML-parsed value}; a token without "=" is refused, named."""
+    import yaml
+
+    parsed = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--model-arg {item!r}: expected KEY=VALUE")
+        parsed[key] = yaml.safe_load(value)
+    return parsed
 
 
 def check_model_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:

@@ -31,6 +31,7 @@ from pytorch3d.implicitron.tools.config import enable_get_default_args
 from pytorch3d.renderer.cameras import CamerasBase
 from pytorch3d.renderer.utils import ndc_grid_sample, ndc_to_grid_sample_coords
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from holo3d.render.voxel_grid import voxel_centers
 
@@ -83,6 +84,8 @@ class FeatureLifter(nn.Module):
         proj_dim: channels each stage is projected to (1x1 conv) before L2 normalisation.
         min_ray_angle_weight / weight_by_ray_angle_gamma: view weight
             ``(cos * 0.5 + 0.5 + min_ray_angle_weight) ** gamma`` (as Implicitron's aggregator).
+        checkpoint_backbone: in training, recompute the ResNet stages in backward instead of keeping
+            their activations (less memory, one more backbone forward; same outputs and gradients).
     forward(images (S, K, 3, H, W), masks (S, K, 1, H, W), cameras (S*K, scene-major),
             crops (S, K, 1, H, W) or None) -> (S, F, D, H, W) in [-1, 1]
     """
@@ -99,8 +102,10 @@ class FeatureLifter(nn.Module):
         proj_dim: int = 16,
         min_ray_angle_weight: float = 0.1,
         weight_by_ray_angle_gamma: float = 1.0,
+        checkpoint_backbone: bool = False,
     ):
         super().__init__()
+        self.checkpoint_backbone = checkpoint_backbone
         self.resolution = resolution
         self.volume_extent = volume_extent
         self.feature_image_size = feature_image_size
@@ -144,8 +149,12 @@ class FeatureLifter(nn.Module):
         rgb_mask = self.resize(torch.cat([images, masks], dim=1))
         h = self.stem((rgb_mask[:, :3] - self._mean) / self._std)
         maps = []
+        recompute = self.checkpoint_backbone and self.training and torch.is_grad_enabled()
         for stage, layer in enumerate(self.layers, start=1):
-            h = layer(h)
+            # checkpointing keeps only each stage's input for backward and recomputes the rest: the
+            # ResNet's activations of every source view are most of a training step's memory. (Its
+            # BatchNorms see the batch twice, so their running statistics take two momentum steps.)
+            h = checkpoint(layer, h, use_reentrant=False) if recompute else layer(h)
             if stage in self.stages:
                 # Each stage unit-norm, scaled so the concatenation is unit-norm as a whole.
                 f = F.normalize(self.proj[str(stage)](h), dim=1) / math.sqrt(len(self.stages))

@@ -95,3 +95,14 @@ def test_end_to_end_runs_generate_samples(cpu_run):
         assert line["status"] == "ok", line.get("error")
         assert any(name.endswith(".mp4") for name in line["outputs"])
         assert "num_samples=" in line["config"]["command"]
+
+
+def test_model_args_reach_the_model_and_the_figures_config():
+    from holo3d.bench.__main__ import build_parser, settings_from_args
+
+    args = build_parser().parse_args(["--cpu", "--model-arg", "lifter_args.checkpoint_backbone=true",
+                                      "--model-arg", "bootstrap_prob=0.25"])
+    model = settings_from_args(args).model
+    assert model["lifter_args.checkpoint_backbone"] is True and model["bootstrap_prob"] == 0.25
+    with pytest.raises(SystemExit, match="expected KEY=VALUE"):
+        settings_from_args(build_parser().parse_args(["--cpu", "--model-arg", "checkpoint_backbone"]))

@@ -138,3 +138,31 @@ def test_default_backbone_is_resnet34_with_four_projected_stages():
     assert lifter.feature_image_size == 256 and lifter.stages == (1, 2, 3, 4)
     assert len(lifter.layers[2]) == 6  # ResNet-34's third stage has 6 blocks (ResNet-18: 2)
     assert lifter.sampled_channels == 4 * 16 + 3 + 1
+
+
+def _saved_bytes_and_grads(lifter, images, masks, cameras):
+    """Bytes autograd keeps for backward, the output, and every parameter's gradient."""
+    saved = []
+
+    def pack(t):
+        saved.append(t.numel() * t.element_size())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        grid = lifter(images, masks, cameras)
+    grid.square().mean().backward()
+    return sum(saved), grid.detach(), {n: p.grad.clone() for n, p in lifter.named_parameters()}
+
+
+def test_checkpointed_backbone_keeps_outputs_and_gradients_and_saves_less():
+    torch.manual_seed(0)
+    plain = _tiny_lifter(feature_image_size=64).train()
+    recomputing = _tiny_lifter(feature_image_size=64, checkpoint_backbone=True).train()
+    recomputing.load_state_dict(plain.state_dict())
+    inputs = (torch.rand(2, 3, 3, 48, 48), torch.ones(2, 3, 1, 48, 48), _orbit_cameras(6))
+    bytes_plain, grid_plain, grads_plain = _saved_bytes_and_grads(plain, *inputs)
+    bytes_ckpt, grid_ckpt, grads_ckpt = _saved_bytes_and_grads(recomputing, *inputs)
+    torch.testing.assert_close(grid_ckpt, grid_plain)
+    for name, grad in grads_plain.items():
+        torch.testing.assert_close(grads_ckpt[name], grad, atol=1e-6, rtol=1e-4, msg=name)
+    assert bytes_ckpt < 0.6 * bytes_plain  # the stages' activations are not kept
