@@ -361,3 +361,23 @@ def test_builtin_dataset_in_srn_format(tmp_path, monkeypatch):
         SrnDatasetMapProvider(category="cars", builtin_preset="tiny")
     with pytest.raises(ValueError, match="val_fraction=1.5"):
         SrnDatasetMapProvider(category="mugs", builtin_preset="tiny", val_fraction=1.5)
+
+
+def test_generation_renders_each_object_once_with_the_stored_cameras(tmp_path, monkeypatch):
+    from holo3d.data.synthetic import renderer, sequence, srn_writer
+
+    drawn = []
+    real = renderer.render_views
+
+    def counting(mesh, cameras, *args, **kwargs):
+        drawn.append(cameras)
+        return real(mesh, cameras, *args, **kwargs)
+
+    monkeypatch.setattr(sequence, "render_views", counting)
+    monkeypatch.setattr(srn_writer, "render_views", lambda *a, **k: pytest.fail("the SRN writer re-rendered"))
+    spec = SyntheticSpec(categories=("car",), sequences=3, frames=4, image_size=(24, 24), image_format="png")
+    generate_dataset(spec, str(tmp_path / "srn"), writer_factory=SrnWriter, progress=False, fmt="srn")
+    assert len(drawn) == 3
+    for cameras in drawn:  # rendered with the one intrinsic matrix the SRN files store
+        assert (cameras.focal_length == cameras.focal_length[:1]).all()
+        assert (cameras.principal_point == cameras.principal_point[:1]).all()

@@ -62,7 +62,8 @@ def _render_all(spec, folder, device, writer_factory, progress) -> float:
     render = writer_factory.needs_renders  # False for formats without images (voxels)
     jobs = [(c, i) for c in spec.categories for i in range(spec.sequences)]
     for category, index in tqdm(jobs, desc="synthetic sequences", unit="seq", disable=not progress):
-        writer.add(render_sequence(spec, category, index, device=device, render=render))
+        writer.add(render_sequence(spec, category, index, device=device, render=render,
+                                   camera_transform=getattr(writer_factory, "render_cameras", None)))
     writer.finish()
     return time.perf_counter() - start
 

@@ -7,7 +7,7 @@ turn it into files. Everything in it is a deterministic function of (spec, categ
 from __future__ import annotations
 
 import zlib
-from typing import Optional
+from typing import Callable, Optional
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,13 +55,17 @@ def sequence_rngs(seed: int, category: str, index: int):
 
 
 def render_sequence(
-    spec: SyntheticSpec, category: str, index: int, device: str = "cpu", render: bool = True
+    spec: SyntheticSpec, category: str, index: int, device: str = "cpu", render: bool = True,
+    camera_transform: Optional[Callable[[OrbitCameras], OrbitCameras]] = None,
 ) -> RenderedSequence:
     """Builds and renders sequence ``index`` of ``category`` (``render=False``: views is None, for
-    writers that store no images)."""
+    writers that store no images); ``camera_transform`` maps the sampled cameras to those a format
+    stores before rendering (a writer's ``render_cameras``)."""
     object_rng, camera_rng = sequence_rngs(spec.seed, category, index)
     obj = make_object(category, object_rng, radius=spec.object_radius)
     cameras = sample_orbit(camera_rng, spec.frames, object_radius=spec.object_radius)
+    if camera_transform is not None:
+        cameras = camera_transform(cameras)
     views = None
     if render:
         views = render_views(obj.mesh(), cameras, spec.image_size, background=spec.background, device=device)

@@ -56,6 +56,7 @@ class SrnWriter:
     """DatasetWriter for the SRN layout (see the module docstring)."""
 
     needs_renders = True  # writes images (see writer_base.DatasetWriter)
+    render_cameras = staticmethod(shared_intrinsics)  # generation renders the stored cameras once
 
     def __init__(self, root: str, spec: SyntheticSpec) -> None:
         self.root = root

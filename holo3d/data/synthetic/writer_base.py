@@ -17,6 +17,9 @@ class DatasetWriter(Protocol):
 
     ``needs_renders`` (class attribute, every writer declares it): False for formats that store no images (the
     voxel writer), so generation skips rendering for them.
+    ``render_cameras`` (optional class attribute): a function of the sequence's ``OrbitCameras``
+    giving the cameras the format stores (SRN: one shared intrinsic matrix), so generation renders
+    those cameras once instead of the writer rendering again.
     """
 
     needs_renders: bool
