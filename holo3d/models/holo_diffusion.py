@@ -14,8 +14,9 @@ One training step, for S scenes of N frames (the first T are targets, the other 
 ``grid_scale`` (as latent diffusion rescales its latents): the process runs on V0 / scale, so a V0 with
 a small spread (lifted features are far from unit variance) meets the noise schedule at the
 signal-to-noise ratios it was made for; every grid that is rendered is the x0 estimate times the scale.
-"auto" measures the scale once, as the standard deviation of the first training batch's V0, and keeps
-it in a persistent buffer (``grid_scale_value``) that checkpoints and the EMA copy carry.
+"auto" measures the scale once, as the standard deviation of the first training batch's V0; "running"
+follows V0's standard deviation as the lifter trains (holo3d.models.grid_scale). Both keep it in a
+persistent buffer (``grid_scale_value``) that checkpoints and the EMA copy carry.
 
 Samples are the chain's final x0, or (``sample_decode="unet_t0"``, as the official code renders them)
 tanh(UNet(x, t=0)) of it. configs/holo_official.yaml switches on every official-code behaviour
@@ -29,7 +30,6 @@ Baselines are configs of the same model: ``use_diffusion=False`` applies the U-N
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -45,6 +45,7 @@ from holo3d.data.scene_batch import SceneBatch
 from holo3d.diffusion import PREDICTIONS, q_sample, sample_ddim
 from holo3d.models.feature_lift import FeatureLifter
 from holo3d.models.grid_diffusion import GridDiffusion
+from holo3d.models.grid_scale import GRID_SCALE_MODES, grid_scale_problems, measured_std, update_running_scale_
 from holo3d.models.numerics import FiniteCheck
 from holo3d.models.target_views import TargetViews, eval_render_size, render_losses
 from holo3d.models.unet3d import UNet3D
@@ -112,8 +113,10 @@ class HoloDiffusionModel(  # pyre-ignore[13]
             (V0 lies in [-1, 1]; in the diffusion's units the bound is x0_clip / grid scale);
             None: no clamp.
         grid_scale: the diffusion runs on V0 / grid_scale (see the module docstring): a number > 0
-            (1.0: V0 as lifted), or "auto" (V0's standard deviation, measured on the first training
-            batch). The reconstruction baselines (use_diffusion=False) have no diffusion and ignore it.
+            (1.0: V0 as lifted), "auto" (V0's standard deviation, measured on the first training
+            batch) or "running" (a moving average of V0's per-batch standard deviation, updated by
+            every training step, frozen in eval mode). The reconstruction baselines
+            (use_diffusion=False) have no diffusion and ignore it.
         sample_decode: "none" renders a sample as drawn; "unet_t0" renders tanh(UNet(sample, t=0))
             (one more denoising pass, as the official code does at evaluation; x0 prediction only).
         bootstrap_prob: probability of the bootstrapped second denoising pass per training step.
@@ -146,7 +149,7 @@ class HoloDiffusionModel(  # pyre-ignore[13]
     beta_end: float = 0.02
     prediction: str = "x0"
     x0_clip: Optional[float] = 1.0
-    grid_scale: Any = 1.0  # a number or "auto" (OmegaConf has no float-or-str type)
+    grid_scale: Any = 1.0  # a number, "auto" or "running" (OmegaConf has no float-or-str type)
     sample_decode: str = "none"
     bootstrap_prob: float = 0.5
     bootstrap_detach_first: bool = True
@@ -230,7 +233,7 @@ class HoloDiffusionModel(  # pyre-ignore[13]
             problems.append(f"x0_clip={self.x0_clip} (must be > 0, or null for no clamp)")
         if self.prediction not in PREDICTIONS:
             problems.append(f"prediction={self.prediction!r} (expected one of {list(PREDICTIONS)})")
-        problems += _grid_scale_problems(self.grid_scale)
+        problems += grid_scale_problems(self.grid_scale)
         if self.sample_decode not in SAMPLE_DECODES:
             problems.append(f"sample_decode={self.sample_decode!r} (expected one of {list(SAMPLE_DECODES)})")
         elif self.sample_decode == "unet_t0" and self.prediction != "x0":
@@ -250,30 +253,40 @@ class HoloDiffusionModel(  # pyre-ignore[13]
     @property
     def _scaled(self) -> bool:
         """Whether the diffusion runs on V0 / scale rather than on V0 itself."""
-        return self.use_diffusion and (self.grid_scale == "auto" or float(self.grid_scale) != 1.0)
+        return self.use_diffusion and (self._grid_scale_measured or float(self.grid_scale) != 1.0)
+
+    @property
+    def _grid_scale_measured(self) -> bool:
+        """Whether the scale is measured from V0 ("auto" or "running") rather than a number."""
+        return isinstance(self.grid_scale, str) and self.grid_scale in GRID_SCALE_MODES
 
     def _register_grid_scale(self) -> None:
-        """The scale as a 0-d buffer: persistent for "auto" (measured, so checkpoints and the EMA copy
-        carry it; 0 until measured), a constant of the config otherwise."""
-        self._grid_scale_known = self.grid_scale != "auto"
+        """The scale as a 0-d buffer: persistent when measured (so checkpoints and the EMA copy carry
+        it; 0 until the first training batch), a constant of the config otherwise."""
+        measured = self._grid_scale_measured
+        self._grid_scale_known = not measured
         if self._scaled:
-            value = 0.0 if self.grid_scale == "auto" else float(self.grid_scale)
-            self.register_buffer("grid_scale_value", torch.tensor(value), persistent=self.grid_scale == "auto")
+            value = 0.0 if measured else float(self.grid_scale)
+            self.register_buffer("grid_scale_value", torch.tensor(value), persistent=measured)
 
     def to_diffusion_units(self, grid: torch.Tensor) -> torch.Tensor:
         """A grid in V0's units (B, F, D, H, W) divided by the grid scale (the process's data)."""
-        return grid / self.grid_scale_value.to(grid.dtype) if self._scaled else grid
+        return grid / self._scale_as(grid.dtype) if self._scaled else grid
 
     def from_diffusion_units(self, x: torch.Tensor) -> torch.Tensor:
         """A grid in the diffusion's units (B, F, D, H, W) times the grid scale (what is rendered)."""
-        return x * self.grid_scale_value.to(x.dtype) if self._scaled else x
+        return x * self._scale_as(x.dtype) if self._scaled else x
+
+    def _scale_as(self, dtype: torch.dtype) -> torch.Tensor:
+        """The scale (0-d) as a copy: autograd saves it, and a running update changes the buffer in place."""
+        return self.grid_scale_value.to(dtype, copy=True)
 
     def _clip_scaled(self, x: torch.Tensor) -> torch.Tensor:
         """x in the diffusion's units clamped to [-x0_clip, x0_clip] / scale (identity unscaled, where
         the process clips)."""
         if not self._scaled or self.x0_clip is None:
             return x
-        bound = self.x0_clip / self.grid_scale_value.to(x.dtype)
+        bound = self.x0_clip / self._scale_as(x.dtype)
         return x.clamp(-bound, bound)
 
     @torch.no_grad()
@@ -283,12 +296,7 @@ class HoloDiffusionModel(  # pyre-ignore[13]
         if self._grid_scale_known:
             return
         if float(self.grid_scale_value) <= 0:
-            v0 = self.lift(sources.rgb, sources.fg, sources.cameras, sources.crop).double()
-            sums = torch.stack([v0.sum(), v0.square().sum(), v0.new_tensor(float(v0.numel()))])
-            if torch.distributed.is_available() and torch.distributed.is_initialized():
-                torch.distributed.all_reduce(sums)
-            mean = sums[0] / sums[2]
-            std = float((sums[1] / sums[2] - mean**2).clamp_min(0).sqrt())
+            std = measured_std(self.lift(sources.rgb, sources.fg, sources.cameras, sources.crop))
             if not std > 1e-6:
                 raise ValueError(f"model_HoloDiffusionModel_args.grid_scale='auto': the first training "
                                  f"batch's V0 has standard deviation {std:.3g}; give grid_scale a number")
@@ -297,10 +305,11 @@ class HoloDiffusionModel(  # pyre-ignore[13]
         self._grid_scale_known = True
 
     def _require_grid_scale(self) -> None:
-        """Refuses to sample or evaluate with an "auto" scale that no training batch has set yet."""
+        """Refuses to sample or evaluate with a measured scale that no training batch has set yet."""
         if self._scaled and not self._grid_scale_known:
             if not float(self.grid_scale_value) > 0:
-                raise RuntimeError("model_HoloDiffusionModel_args.grid_scale='auto' is not measured yet "
+                raise RuntimeError(f"model_HoloDiffusionModel_args.grid_scale={self.grid_scale!r} is not "
+                                   "measured yet "
                                    "(the first training batch sets it; a checkpoint carries it)")
             self._grid_scale_known = True
 
@@ -531,7 +540,7 @@ class HoloDiffusionModel(  # pyre-ignore[13]
         checks = FiniteCheck(iteration, enabled=self.check_finite)
         targets, sources = TargetViews.split(batch, n_targets, self.background, self._fg_threshold)
         if training:
-            if self._scaled:
+            if self._scaled and self.grid_scale == "auto":
                 self._measure_grid_scale(sources)
             preds = self.training_core(targets, sources, self._training_plan(targets), checks)
         else:
@@ -557,6 +566,8 @@ class HoloDiffusionModel(  # pyre-ignore[13]
         finiteness flags; the caller raises on them.
         """
         v0 = checks("lifted grid V0", self.lift(sources.rgb, sources.fg, sources.cameras, sources.crop))
+        if plan.update_grid_scale:  # before the diffusion: the first step has no other value
+            update_running_scale_(self.grid_scale_value, v0)
         grid, stats = self._grid_for_training(v0, plan)
         checks("denoised grid", grid)
         preds = self._render_training(grid, targets, plan, checks)
@@ -598,7 +609,9 @@ class HoloDiffusionModel(  # pyre-ignore[13]
             # Fills the schedule's per-device cache here: a miss inside the core would be a guard
             # that fails once the first step has filled it (a recompile).
             self.diffusion.schedule(weights.device)
-        return _TrainingPlan(weights, rays_need_replacement(weights, self.n_rays_per_target), bootstrap)
+        update_scale = self._scaled and self.grid_scale == "running" and self.training
+        return _TrainingPlan(weights, rays_need_replacement(weights, self.n_rays_per_target), bootstrap,
+                             update_scale)
 
     @staticmethod
     def _zero_stats(v0: torch.Tensor) -> Dict[str, torch.Tensor]:
@@ -711,20 +724,14 @@ class _TrainingPlan:
     ray_weights: (S*T, 1, H, W) ray-sampling weights of the targets. rays_with_replacement and
     bootstrap (the second denoising pass) are Python bools: torch.compile specialises on them
     (rays_with_replacement is fixed by the data and n_rays_per_target; bootstrap makes two graphs).
+    update_grid_scale: whether the step moves a "running" grid scale (fixed by the config and the
+    module's train / eval mode).
     """
 
     ray_weights: torch.Tensor
     rays_with_replacement: bool
     bootstrap: bool
-
-
-def _grid_scale_problems(value: Any) -> List[str]:
-    """[] for a valid grid_scale (a finite number > 0 or "auto"), else the config error."""
-    if value == "auto":
-        return []
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0:
-        return []
-    return [f"grid_scale={value!r} (must be a number > 0 or 'auto')"]
+    update_grid_scale: bool = False
 
 
 def _pixels_as_rays(images: torch.Tensor) -> torch.Tensor:

@@ -193,10 +193,94 @@ def test_grid_scale_auto_is_measured_once_and_saved():
     assert not any("grid_scale" in key for key in tiny_model().state_dict())
 
 
-@pytest.mark.parametrize("value", [0.0, -1.0, float("nan"), "big", True])
+@pytest.mark.parametrize("value", [0.0, -1.0, float("nan"), "big", "Running", True])
 def test_bad_grid_scale_is_refused_by_key(value):
-    with pytest.raises(ValueError, match="grid_scale="):
+    with pytest.raises(ValueError, match="grid_scale=.*must be a number > 0, 'auto' or 'running'"):
         tiny_model(grid_scale=value)
+
+
+def test_grid_scale_running_follows_v0_in_training_only():
+    from holo3d.models.grid_scale import RUNNING_DECAY
+    from holo3d.train.ema import EMA
+
+    torch.manual_seed(0)
+    model = tiny_model(grid_scale="running", num_diffusion_steps=20, bootstrap_prob=0.0)
+    ema, lifted, gain = EMA(model, decay=0.9), [], [1.0]
+
+    def spread(module, args, out):  # V0 whose spread changes from step to step, as a training lifter's does
+        lifted.append(out.detach() * gain[0])
+        return out * gain[0]
+
+    model.lifter.register_forward_hook(spread)
+    with pytest.raises(RuntimeError, match="grid_scale='running' is not measured"):
+        model.sample(1, sampler="ddim", steps=2)
+    expected = 0.0
+    for step, g in enumerate((1.0, 3.0, 3.0, 0.5)):
+        gain[0] = g
+        model(**random_frame_batch(2, 4, 32, seed=step), evaluation_mode=EvaluationMode.TRAINING)
+        std = float(lifted[-1].std(unbiased=False))
+        expected = std if step == 0 else RUNNING_DECAY * expected + (1 - RUNNING_DECAY) * std
+        assert float(model.grid_scale_value) == pytest.approx(expected, rel=1e-5)
+    trained = float(model.grid_scale_value)
+    ema.update(model, step=1)
+    assert float(ema.module.grid_scale_value) == trained
+    state = model.state_dict()
+    assert float(state["grid_scale_value"]) == trained
+    model.eval()  # frozen: neither an evaluation nor a training-mode forward of an eval module moves it
+    model(**random_frame_batch(2, 4, 32, seed=5), evaluation_mode=EvaluationMode.EVALUATION)
+    model(**random_frame_batch(2, 4, 32, seed=6), evaluation_mode=EvaluationMode.TRAINING)
+    model.sample(1, sampler="ddim", steps=2)
+    assert float(model.grid_scale_value) == trained
+    restored = tiny_model(grid_scale="running", num_diffusion_steps=20, bootstrap_prob=0.0)
+    restored.load_state_dict(state)
+    restored.lifter.register_forward_hook(spread)
+    restored(**random_frame_batch(2, 4, 32, seed=7), evaluation_mode=EvaluationMode.TRAINING)
+    std = float(lifted[-1].std(unbiased=False))  # a checkpoint's value is continued, not restarted
+    assert float(restored.grid_scale_value) == pytest.approx(
+        RUNNING_DECAY * trained + (1 - RUNNING_DECAY) * std, rel=1e-5)
+
+
+def test_running_update_converges_to_a_new_spread_without_host_reads():
+    from holo3d.models.grid_scale import update_running_scale_
+
+    torch.manual_seed(0)
+    scale = torch.zeros(())
+    update_running_scale_(scale, 0.2 * torch.randn(2, 4, 8, 8, 8))
+    assert float(scale) == pytest.approx(0.2, rel=0.05)
+    for _ in range(200):
+        update_running_scale_(scale, 0.8 * torch.randn(2, 4, 8, 8, 8), decay=0.95)
+    assert float(scale) == pytest.approx(0.8, rel=0.05)
+    update_running_scale_(scale, torch.zeros(2, 4, 8, 8, 8), decay=0.0)  # a collapsed V0 never divides by 0
+    assert float(scale) > 0
+
+
+@pytest.mark.slow
+def test_running_grid_scale_compiles_into_one_graph_with_the_eager_updates(monkeypatch):
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    from holo3d.train import step as step_module
+
+    real_compile = torch.compile  # aot_eager: dynamo's graphs without inductor's C++ builds
+    monkeypatch.setattr(step_module.torch, "compile",
+                        lambda target, **kw: real_compile(target, backend="aot_eager", **kw))
+    batches = [random_frame_batch(2, 3, seed=step) for step in range(3)]
+    values = {}
+    for name in ("eager", "compiled"):
+        torch.manual_seed(0)
+        model = tiny_model(grid_scale="running", num_diffusion_steps=20, bootstrap_prob=0.0)
+        forward = (lambda b: model(**b, evaluation_mode=EvaluationMode.TRAINING))
+        if name == "compiled":
+            torch._dynamo.reset()
+            counters.clear()
+            forward = step_module.compiled_training_forward(model)
+        values[name] = []
+        for batch in batches:
+            forward(batch)["objective"].backward()
+            values[name].append(float(model.grid_scale_value))
+    assert counters["stats"]["unique_graphs"] == 1 and not counters["graph_break"], dict(counters["graph_break"])
+    assert values["compiled"] == pytest.approx(values["eager"], rel=1e-5)
+    assert len(set(values["eager"])) == 3  # every step moved it
 
 
 # ------------------------------------------------------------------ two-mode guard (issue 17)
