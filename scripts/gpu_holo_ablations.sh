@@ -33,15 +33,15 @@ for spec in "$@"; do
 done
 wait
 echo "training done at $(now) s" >> $R/timeline.txt
+# one evaluation at a time: four reconstructions side by side ran out of GPU memory
 for name in "${names[@]}"; do
-  ( python3 -m holo3d.sample.generation_eval exp_dir=/tmp/exp_$name num_samples=32 sampler=ddim steps=50 \
+  { python3 -m holo3d.sample.generation_eval exp_dir=/tmp/exp_$name num_samples=32 sampler=ddim steps=50 \
       out_dir=$R/$name/generation > $R/$name/generation.log 2>&1
     python3 visualize_reconstruction.py exp_dir=/tmp/exp_$name n_source_views=3 max_target_views=4 \
       > $R/$name/recon.log 2>&1
     cp /tmp/exp_$name/reconstructions/metrics.json $R/$name/recon_metrics.json 2>/dev/null
-    grep -E "train:|val:|stopped" $R/$name/train.log | tail -4 > $R/$name/train_tail.txt ) &
+    grep -E "train:|val:|stopped" $R/$name/train.log | tail -4 > $R/$name/train_tail.txt; }
 done
-wait
 echo "evaluation done at $(now) s" >> $R/timeline.txt
 tar -C /tmp -czf $OUT/results.tar.gz abl
 ls -la $OUT
