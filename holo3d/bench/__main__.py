@@ -91,6 +91,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "off, or PyTorch's default (cuDNN only)")
     p.add_argument("--threads", type=int, help="torch CPU threads (the CPU mode uses 1)")
     p.add_argument("--cudnn-benchmark", action="store_true", help="cuDNN autotuning")
+    _add_training_step_args(p)
+    _add_figure_args(p)
+    p.add_argument("-v", "--verbose", action="store_true", help="progress on stderr")
+    return p
+
+
+def _add_training_step_args(p: argparse.ArgumentParser) -> None:
+    """The training-step figure's switches (figure 1 and every --model's train figure)."""
     g = p.add_argument_group("training step")
     g.add_argument("--scenes", type=_ints, help="scenes per step, e.g. 1,4,8")
     g.add_argument("--precisions", type=_names(("fp32", "bf16")), help="fp32,bf16")
@@ -109,6 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "lifter_args.checkpoint_backbone=true; repeatable")
     g.add_argument("--no-model-finite-check", dest="model_finite_check", action="store_const", const=False,
                    help="HoloDiffusionModel.check_finite=false (drops the model's own host sync)")
+
+
+def _add_figure_args(p: argparse.ArgumentParser) -> None:
+    """The U-Net, sampling, rendering, end-to-end, other-system and profiling switches."""
     g = p.add_argument_group("U-Net step and sampling")
     g.add_argument("--unet-batches", type=_ints, help="e.g. 1,15")
     g.add_argument("--sample-n", type=int, help="grids per model.sample call (15)")
@@ -132,8 +144,6 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--profile", help="train,unet,sample,render: profile these instead of timing")
     g.add_argument("--profile-dir", default="bench_profiles")
     g.add_argument("--trace", action="store_true", help="also write Chrome traces")
-    p.add_argument("-v", "--verbose", action="store_true", help="progress on stderr")
-    return p
 
 
 def settings_from_args(args: argparse.Namespace) -> BenchSettings:

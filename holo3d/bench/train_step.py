@@ -17,6 +17,8 @@ Data loading is not in the step; ``train.batch_to_device`` times the loop's ``ba
 from __future__ import annotations
 
 import itertools
+import logging
+import time
 from typing import Callable, Dict
 
 import torch
@@ -30,6 +32,8 @@ from holo3d.bench.timing import peak_memory_gib, reset_peak_memory, time_fn
 from holo3d.train.ema import EMA
 from holo3d.train.optimizer_factory import HoloOptimizerFactory
 from holo3d.train.step import compiled_training_forward, optimization_step, sync_free_step
+
+logger = logging.getLogger(__name__)
 
 # Warm-up steps of a compiled step: compilation, and recompilations up to torch.compile's limit (8).
 COMPILE_WARMUP = 10
@@ -72,6 +76,22 @@ def make_train_step(ctx: BenchContext, scenes: int, precision: str, step_sync: s
     return step
 
 
+def log_warmup(step: Callable[[], object], warmup: int) -> Callable[[], object]:
+    """``step`` that logs the wall time of each of its first ``warmup`` calls: compiling a whole
+    training step can take minutes, and a run cut off by its time limit should show how far it got."""
+    calls = itertools.count(1)
+
+    def logged() -> object:
+        i, began = next(calls), time.perf_counter()
+        out = step()
+        if i <= warmup:
+            logger.info("compiled step, warm-up call %d of %d: %.1f s (host time)", i, warmup,
+                        time.perf_counter() - began)
+        return out
+
+    return logged
+
+
 def compile_counts() -> Dict[str, int]:
     """torch.compile's graphs and graph breaks since the last reset (recorded with a compiled step)."""
     from torch._dynamo.utils import counters
@@ -97,6 +117,8 @@ def measure_train_step(ctx: BenchContext, scenes: int, precision: str, bootstrap
         with ctx.guard(figures, config):
             reset_peak_memory(device)  # after the guard freed what earlier figures left
             step = make_train_step(ctx, scenes, precision, step_sync, s.compile_step, s.compile_step_mode)
+            if s.compile_step:
+                step = log_warmup(step, warmup)
             timing = time_fn(step, device, warmup, s.repeats)
             memory = peak_memory_gib(device)
             extra = compile_counts() if s.compile_step else {}

@@ -15,6 +15,7 @@ from holo3d.bench.report import REQUIRED_FIELDS, Reporter
 from holo3d.bench.settings import tiny_cpu_settings
 from holo3d.bench.synthetic_batch import synthetic_frame_data
 from holo3d.bench.timing import time_fn
+from holo3d.bench.train_step import log_warmup
 from holo3d.bench.unet_step import make_denoise_step
 from holo3d.data.scene_batch import SceneBatch
 
@@ -45,6 +46,16 @@ def test_time_fn_counts_warmup_and_repeats():
     assert set(timing.stats()) >= {"median_s", "min_s", "max_s", "wall_median_s", "repeats"}
     with pytest.raises(ValueError):
         time_fn(lambda: None, CPU, 0, 0)
+
+
+def test_log_warmup_logs_only_the_warmup_calls_and_passes_results(caplog):
+    calls = []
+    step = log_warmup(lambda: calls.append(1) or len(calls), warmup=2)
+    with caplog.at_level("INFO", logger="holo3d.bench.train_step"):
+        results = [step() for _ in range(4)]
+    assert results == [1, 2, 3, 4]
+    logged = [r.getMessage() for r in caplog.records if "warm-up call" in r.getMessage()]
+    assert len(logged) == 2 and "call 1 of 2" in logged[0] and "call 2 of 2" in logged[1]
 
 
 def test_reporter_writes_json_lines(tmp_path):
