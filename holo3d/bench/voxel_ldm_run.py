@@ -2,13 +2,14 @@
 
     python -m holo3d.bench.voxel_ldm_run --out DIR --minutes 8        # one GPU
     python -m holo3d.bench.voxel_ldm_run --out DIR --tiny             # CPU smoke run, < 2 minutes
+    python -m holo3d.bench.voxel_ldm_run --out DIR --output-resolution 128   # 128^3 data and samples
 
 Every stage gets its share of the time left (``--minutes`` covers everything, data and evaluation
 included), prints progress lines with the elapsed seconds, and rewrites DIR/metrics.json when it
 ends, so a run killed part-way still leaves the figures of the stages it finished.
 
 1. data: the built-in objects in voxel format, ``python -m holo3d.data.synthetic --format voxels``
-   (``--categories``, ``--sequences`` objects each, 64^3; 10 % val, 10 % test); the voxel writer
+   (``--categories``, ``--sequences`` objects each, 64^3 or ``--output-resolution``; 10 % val, 10 % test); the voxel writer
    declares ``needs_renders = False``, so no view is rendered: the run checks that no image file was
    written and times the command. Reused from ``--work`` when a complete copy of the same spec is there.
 2. stage 1: ``experiment.py --config-name voxel_ae.yaml`` as a subprocess under ``timeout`` (SIGTERM
@@ -117,7 +118,7 @@ class RunSettings:
     ldm_config: str
     categories: Sequence[str]
     sequences: int  # objects per category (10 % val, 10 % test)
-    resolution: int  # side of the grids the configs train on (the data is written at 64^3)
+    resolution: int  # side of the data grids and of the samples (--output-resolution: the decoder's side)
     minutes: float
     safety_s: float  # kept free at the end of --minutes
     eval_reserve_s: float  # kept for the evaluation after training
@@ -243,7 +244,8 @@ def log_tail(path: Path, lines: int = 8) -> str:
 
 
 def data_root(run: Run, args) -> Path:
-    return run.work / "data" / f"voxels_{'-'.join(args.categories)}_s{args.sequences}"
+    side = f"_r{args.output_resolution}" if args.output_resolution else ""
+    return run.work / "data" / f"voxels_{'-'.join(args.categories)}_s{args.sequences}{side}"
 
 
 def ensure_data(run: Run, settings: RunSettings, args, figures: Dict[str, Any]) -> Path:
@@ -258,6 +260,8 @@ def ensure_data(run: Run, settings: RunSettings, args, figures: Dict[str, Any]) 
         cmd = [sys.executable, "-m", "holo3d.data.synthetic", "--format", "voxels", "--out", str(root),
                "--categories", *args.categories, "--sequences", str(args.sequences), "--device", device,
                "--no-progress"]
+        if args.output_resolution:  # finer grids: the autoencoder's input is max-pooled from them
+            cmd += ["--occupancy-resolution", str(args.output_resolution)]
         result = run_command(cmd, run.work / "logs" / "data.log", max(30.0, 0.3 * run.remaining()))
         if result["exit"] != 0:
             raise RuntimeError(f"data command exited {result['exit']}: {log_tail(run.work / 'logs' / 'data.log')}")
@@ -295,6 +299,11 @@ def trainer_overrides(run: Run, settings: RunSettings, args, stage: str, root: P
                  *settings.extra[stage]]
     if args.batch_size:
         overrides.append(f"data_source_VoxelDataSource_args.batch_size={args.batch_size}")
+    if args.output_resolution:  # both stages read the fine grids; the autoencoder decodes to their side
+        overrides.append(f"data_source_VoxelDataSource_args.resolution={args.output_resolution}")
+        if stage == "ae":
+            overrides.append("model_factory_HoloModelFactory_args.model_VoxelAutoencoderModel_args."
+                             f"output_resolution={args.output_resolution}")
     if not torch.cuda.is_available():  # bf16 autocast on the CPU gave NaN U-Net weight gradients
         overrides.append("precision=no")
     if stage == "ldm":
@@ -704,6 +713,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--num-samples", type=int, default=0, help="samples per category, at most (0: "
                         f"{GPU.num_samples}; --tiny {TINY.num_samples}); fewer when time is short")
     parser.add_argument("--guidance", type=float, default=2.0, help="classifier-free guidance scale of samples")
+    parser.add_argument("--output-resolution", type=int, default=0,
+                        help="data and samples at twice the autoencoder's input side (e.g. 128: a 64^3 -> "
+                             "128^3 autoencoder, the course protocol's samples); 0: the input side")
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
 
@@ -716,7 +728,12 @@ def resolve(args: argparse.Namespace) -> RunSettings:
     args.num_samples = args.num_samples or settings.num_samples
     default_work = os.path.join(tempfile.gettempdir(), "holo3d_voxel_ldm_run" + ("_tiny" if args.tiny else ""))
     args.work = args.work or default_work
-    return settings
+    if args.output_resolution and args.output_resolution not in (settings.resolution, 2 * settings.resolution):
+        raise SystemExit(f"--output-resolution {args.output_resolution}: expected 0, {settings.resolution} or "
+                         f"{2 * settings.resolution} (the autoencoder's input side or twice it)")
+    if args.output_resolution == settings.resolution:
+        args.output_resolution = 0
+    return dataclasses.replace(settings, resolution=args.output_resolution or settings.resolution)
 
 
 def process_age_s() -> float:

@@ -3,6 +3,7 @@ the --tiny smoke run end to end on the CPU (data, both trainers under timeout, e
 
 import json
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -156,3 +157,22 @@ def test_tiny_run_end_to_end(tmp_path):
     samples = np.load(work / "samples" / categories[0] / "samples.npy")
     assert samples.shape[1:] == (R, R, R) and samples.dtype == np.bool_
     assert all(k in saved["definitions"] for k in ("data.image_files", "training.*.samples_per_s"))
+
+
+def test_output_resolution_reaches_data_and_both_stages(tmp_path):
+    args = vr.parse_args(["--tiny", "--out", str(tmp_path / "o"), "--work", str(tmp_path / "w"),
+                          "--output-resolution", str(2 * R)])
+    settings = vr.resolve(args)
+    assert settings.resolution == 2 * R and vr.TINY.resolution == R  # the samples' and metrics' side
+    run = SimpleNamespace(work=tmp_path / "w")
+    assert vr.data_root(run, args).name.endswith(f"_r{2 * R}")
+    ae = vr.trainer_overrides(run, settings, args, "ae", tmp_path, epochs=1)
+    ldm = vr.trainer_overrides(run, settings, args, "ldm", tmp_path, epochs=1)
+    data_side = f"data_source_VoxelDataSource_args.resolution={2 * R}"
+    assert data_side in ae and data_side in ldm
+    assert any(o.endswith(f"VoxelAutoencoderModel_args.output_resolution={2 * R}") for o in ae)
+    assert not any("VoxelAutoencoderModel_args" in o for o in ldm)
+    with pytest.raises(SystemExit, match="--output-resolution 24"):
+        vr.resolve(vr.parse_args(["--tiny", "--out", "o", "--output-resolution", "24"]))
+    plain = vr.parse_args(["--tiny", "--out", "o", "--output-resolution", str(R)])
+    assert vr.resolve(plain).resolution == R and plain.output_resolution == 0

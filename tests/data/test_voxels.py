@@ -253,3 +253,17 @@ def test_config_group_composes_and_builds_the_source(voxel_root):
     assert args.resolution == 64 and args.file_format == "auto"
     source = VoxelDataSource(**{**args, "num_workers": 0, "pin_memory": False})
     assert source.category_names == ["chair", "mug"]
+
+
+def test_data_command_writes_the_asked_occupancy_resolution(tmp_path, capsys):
+    from holo3d.data.synthetic.__main__ import main
+
+    out = tmp_path / "vox32"
+    argv = ["--out", str(out), "--format", "voxels", "--categories", "mug", "--sequences", "3", "--frames", "4",
+            "--image-size", "16", "--no-progress"]
+    assert main([*argv, "--occupancy-resolution", "32"]) == 0
+    files = voxels.find_npy_files(str(out))
+    grids = [np.load(path) for path in files["mug"].values()]
+    assert grids and all(g.shape[1:] == (32, 32, 32) for g in grids)
+    assert main([*argv[:1], str(tmp_path / "bad"), *argv[2:], "--occupancy-resolution", "1"]) == 2
+    assert "occupancy_resolution=1" in capsys.readouterr().err

@@ -28,6 +28,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--sequences", type=int, help="sequences (objects) per category, >= 3")
     parser.add_argument("--frames", type=int, help="frames per sequence, >= 4")
     parser.add_argument("--image-size", type=int, nargs="+", metavar="S", help="S (square) or H W")
+    parser.add_argument("--occupancy-resolution", type=int, metavar="R",
+                        help="voxels per side of each object's occupancy grid (the voxel format's R; 64)")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--image-format", choices=["jpg", "png"])
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
@@ -43,6 +45,7 @@ def spec_from_args(args: argparse.Namespace):
         "frames": args.frames,
         "seed": args.seed,
         "image_format": args.image_format,
+        "occupancy_resolution": args.occupancy_resolution,
     }
     if args.image_size:
         if len(args.image_size) > 2:

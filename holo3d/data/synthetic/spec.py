@@ -45,6 +45,8 @@ class SyntheticSpec:
             raise ValueError(f"frames={self.frames}: need >= 4 (dev/test need known and unseen frames)")
         if self.image_format not in ("jpg", "png"):
             raise ValueError(f"image_format={self.image_format!r}: expected 'jpg' or 'png'")
+        if self.occupancy_resolution < 2:
+            raise ValueError(f"occupancy_resolution={self.occupancy_resolution}: need >= 2 voxels per side")
         if not 0 < self.object_radius < self.volume_extent / 2:
             raise ValueError(
                 f"object_radius={self.object_radius} must be in (0, volume_extent/2={self.volume_extent / 2})"
