@@ -11,7 +11,8 @@ ends, so a run killed part-way still leaves the figures of the stages it finishe
 1. data: the built-in objects in voxel format, ``python -m holo3d.data.synthetic --format voxels``
    (``--categories``, ``--sequences`` objects each, 64^3 or ``--output-resolution``; 10 % val,
    10 % test); the voxel writer declares ``needs_renders = False``, so no view is rendered: the run
-   checks that no image file was written and times the command. Reused from ``--work`` when a complete copy of the same spec is there.
+   checks that no image file was written and times the command. Reused from ``--work`` when a
+   complete copy of the same spec is there.
 2. stage 1: ``experiment.py --config-name voxel_ae.yaml`` as a subprocess under ``timeout`` (SIGTERM
    makes the trainer finish its step and write a checkpoint) for its share (``--ae-fraction``).
    VoxelLDM loads stage 1's newest *end-of-epoch* checkpoint, so one is written every few epochs, and
