@@ -40,9 +40,10 @@ from holo3d.bench.settings import ALL_FIGURES, BenchSettings, base_settings, tin
 MODELS = ("holo", "genvs", "viewfusion", "voxel_ldm", "distill")
 # Flags of HoloDiffusion's figures only (argparse dests; None when not given).
 HOLO_ONLY = ("bootstrap", "image_size", "clip_grad_norm", "ema_decay", "step_sync", "compile_step",
-             "compile_step_mode", "model_args", "model_finite_check", "unet_batches", "channels_last", "compile", "compile_mode", "cuda_graph", "chunks",
-             "render_views", "render_size", "e2e_dir", "e2e_samplers", "e2e_extra", "profile")
-SYSTEM_ONLY = ("peak_tflops", "sample_steps")
+             "compile_step_mode", "model_args", "model_finite_check", "unet_batches", "channels_last", "compile",
+             "compile_mode", "cuda_graph", "chunks", "render_views", "render_size", "e2e_dir", "e2e_samplers",
+             "e2e_extra", "profile")
+SYSTEM_ONLY = ("peak_tflops", "sample_steps", "config_args")
 
 
 def _ints(text: str) -> List[int]:
@@ -140,6 +141,10 @@ def _add_figure_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("other systems (--model genvs, viewfusion, voxel_ldm, distill)")
     g.add_argument("--sample-steps", type=int, help="sampler steps (default: the config's; 2 with --cpu)")
     g.add_argument("--peak-tflops", type=float, help="peak TFLOP/s for the MFU (default: table by GPU name)")
+    g.add_argument("--config-arg", action="append", dest="config_args", metavar="KEY=VALUE",
+                   help="dotted key of the system's config (YAML value), e.g. to match another code's model "
+                        "size: model_factory_HoloModelFactory_args.model_GenvsModel_args.unet_args.model_channels=128;"
+                        " repeatable")
     g = p.add_argument_group("profiling")
     g.add_argument("--profile", help="train,unet,sample,render: profile these instead of timing")
     g.add_argument("--profile-dir", default="bench_profiles")
@@ -167,7 +172,7 @@ def settings_from_args(args: argparse.Namespace) -> BenchSettings:
     return settings
 
 
-def _model_args(items) -> dict:
+def _model_args(items, flag: str = "--model-arg") -> dict:
     """["key=value", ...] -> {key: YAML-parsed value}; a token without "=" is refused, named."""
     import yaml
 
@@ -175,7 +180,7 @@ def _model_args(items) -> dict:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise SystemExit(f"--model-arg {item!r}: expected KEY=VALUE")
+            raise SystemExit(f"{flag} {item!r}: expected KEY=VALUE")
         parsed[key] = yaml.safe_load(value)
     return parsed
 
@@ -199,8 +204,16 @@ def system_settings_from_args(args: argparse.Namespace):
         args.model, args.cpu, device=args.device, seed=args.seed, warmup=args.warmup, repeats=args.repeats,
         figures=tuple(args.only) if args.only else None, batch=args.scenes, precisions=args.precisions,
         sample_n=args.sample_n, sample_steps=args.sample_steps, sample_repeats=args.sample_repeats,
-        peak_tflops=args.peak_tflops, threads=args.threads, cudnn_benchmark=args.cudnn_benchmark or None)
+        peak_tflops=args.peak_tflops, threads=args.threads, cudnn_benchmark=args.cudnn_benchmark or None,
+        config_overrides=_model_args(args.config_args or [], "--config-arg") or None)
     settings.tf32 = {"on": True, "off": False, "default": None}[args.tf32]
+    if settings.config_overrides:  # a key the config lacks is refused before any model is built
+        from holo3d.bench.systems import system_config
+
+        try:
+            system_config(args.model, args.cpu, settings.config_overrides)
+        except KeyError as error:
+            raise SystemExit(error.args[0]) from None
     return settings
 
 

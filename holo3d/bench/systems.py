@@ -53,7 +53,7 @@ import contextlib
 import dataclasses
 import itertools
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -147,6 +147,8 @@ class SystemSettings:
     threads: Optional[int] = None
     tf32: Optional[bool] = True
     cudnn_benchmark: bool = False
+    # dotted config keys over the system config's (YAML values), e.g. to match another code's model size
+    config_overrides: Dict[str, Any] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -209,16 +211,19 @@ def mfu_fields(flops: int, step_s: float, peak: Optional[float], source: str) ->
 # ------------------------------------------------------------------------------------- configs and models
 
 
-def system_config(name: str, tiny: bool) -> DictConfig:
-    """The composed config of ``name`` (CONFIGS), interpolations resolved, with the tiny overrides."""
+def system_config(name: str, tiny: bool, overrides: Optional[Mapping[str, Any]] = None) -> DictConfig:
+    """The composed config of ``name`` (CONFIGS), interpolations resolved, with the tiny overrides,
+    then ``overrides`` (dotted key -> value; a key the config lacks is refused, named)."""
     from holo3d.train.config_cli import compose_config
 
     cfg = compose_config(CONFIGS[name])
     OmegaConf.resolve(cfg)
-    for key, value in (TINY_OVERRIDES.get(name, {}) if tiny else {}).items():
-        if OmegaConf.select(cfg, key, default="<absent>") == "<absent>":
-            raise KeyError(f"tiny override {key}: no such key in configs/{CONFIGS[name]}.yaml")
-        OmegaConf.update(cfg, key, value, merge=False)
+    layers = [("tiny override", TINY_OVERRIDES.get(name, {}) if tiny else {}), ("--config-arg", overrides or {})]
+    for what, changes in layers:
+        for key, value in changes.items():
+            if OmegaConf.select(cfg, key, default="<absent>") == "<absent>":
+                raise KeyError(f"{what} {key}: no such key in configs/{CONFIGS[name]}.yaml")
+            OmegaConf.update(cfg, key, value, merge=False)
     return cfg
 
 
@@ -369,7 +374,7 @@ def with_sampling(w: Dict[str, Any], model: nn.Module, n: int, cond: Any, sample
 def genvs_workload(s: SystemSettings, batch: Optional[int], precision: Optional[str],
                    device: torch.device) -> Workload:
     """GeNVS: 1 target + 1 input view per scene; samples one novel view per scene from its input view."""
-    cfg = system_config("genvs", s.tiny)
+    cfg = system_config("genvs", s.tiny, s.config_overrides)
     precision = precision or model_precision(cfg, device)
     model = build_model(cfg, device, s.seed)
     loader, args = OmegaConf.select(cfg, _LOADER), OmegaConf.select(cfg, _GENVS)
@@ -397,7 +402,7 @@ def viewfusion_workload(s: SystemSettings, batch: Optional[int], precision: Opti
     from holo3d.data.scene_batch import view_angles
     from holo3d.diffusion import sampler_spec
 
-    cfg = system_config("viewfusion", s.tiny)
+    cfg = system_config("viewfusion", s.tiny, s.config_overrides)
     precision = precision or model_precision(cfg, device)
     model = build_model(cfg, device, s.seed)
     loader, args = OmegaConf.select(cfg, _LOADER), OmegaConf.select(cfg, _VIEWFUSION)
@@ -424,7 +429,7 @@ def voxel_ldm_workload(s: SystemSettings, batch: Optional[int], precision: Optio
     from holo3d.data.tensor_batch import TensorBatch
     from holo3d.diffusion import sampler_spec
 
-    cfg = system_config("voxel_ldm", s.tiny)
+    cfg = system_config("voxel_ldm", s.tiny, s.config_overrides)
     precision = precision or model_precision(cfg, device)
     with in_memory_autoencoder(s.tiny, s.seed) as autoencoder:
         model = build_model(cfg, device, s.seed)
@@ -470,7 +475,7 @@ def distill_workload(s: SystemSettings, batch: Optional[int], precision: Optiona
     from holo3d.sample import distillation as d
     from holo3d.sample.distill_config import DistillConfig
 
-    cfg = system_config("distill", s.tiny)
+    cfg = system_config("distill", s.tiny, s.config_overrides)
     precision = precision or ("bf16" if device.type == "cuda" else "fp32")
     model = build_model(cfg, device, s.seed).eval().requires_grad_(False)  # the trained denoiser
     dcfg = dataclasses.replace(DistillConfig(), **(TINY_DISTILL if s.tiny else {}))
@@ -520,7 +525,7 @@ def figure_config(ctx: BenchContext, s: SystemSettings, w: Optional[Workload], b
                   precision: Optional[str]) -> Dict[str, Any]:
     """A line's ``config``: the run's settings, backend switches, and the system's config and shapes."""
     system = {"config": f"configs/{CONFIGS[s.model]}.yaml",
-              "overrides": TINY_OVERRIDES.get(s.model, {}) if s.tiny else {},
+              "overrides": {**(TINY_OVERRIDES.get(s.model, {}) if s.tiny else {}), **s.config_overrides},
               "batch_source": "synthetic, drawn on the device with the configured data source's shapes"}
     if w is not None:
         system.update(model_class=type(w.model).__name__, params_m=params_m(w.model),

@@ -123,3 +123,21 @@ def test_flags_of_another_model_are_refused(argv, capsys):
 def test_default_model_is_holo_with_every_figure():
     args = build_parser().parse_args([])
     assert args.model == "holo" and args.only is None  # main() runs every family, as before --model
+
+
+def test_config_args_change_the_model_and_are_recorded(tmp_path):
+    key = "model_factory_HoloModelFactory_args.model_GenvsModel_args.unet_args.model_channels"
+    lines = {}
+    threads = torch.get_num_threads()
+    try:
+        for width in (16, 32):  # the tiny config's width, then twice it
+            out = tmp_path / f"w{width}.jsonl"
+            assert main(["--model", "genvs", "--cpu", "--only", "train", "--repeats", "1", "--warmup", "0",
+                         "--config-arg", f"{key}={width}", "--out", str(out)]) == 0
+            (lines[width],) = [json.loads(t) for t in out.read_text().splitlines() if '"system.train"' in t]
+    finally:
+        torch.set_num_threads(threads)
+    assert lines[32]["config"]["system"]["overrides"][key] == 32
+    assert lines[32]["config"]["system"]["params_m"] > lines[16]["config"]["system"]["params_m"]
+    with pytest.raises(SystemExit, match="--config-arg model_factory_HoloModelFactory_args.no_such_key"):
+        main(["--model", "genvs", "--cpu", "--config-arg", "model_factory_HoloModelFactory_args.no_such_key=1"])
