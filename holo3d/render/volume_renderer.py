@@ -2,8 +2,9 @@
 
 Each scene's rays are clipped to the volume cube, sampled at stratified depths (jittered in
 training, bin centres at evaluation), shaded by the field (``holo3d.render.fields``: a scene's voxel
-grid decoded by a RenderMLP, frustum feature volumes, or an optimisable grid), and composited; a fine pass then draws extra depths from the coarse
-weights by inverse-CDF sampling and composites coarse and fine samples together, sorted by depth.
+grid decoded by a RenderMLP, frustum feature volumes, or an optimisable grid), and composited; a fine
+pass then draws extra depths from the coarse weights by inverse-CDF sampling and composites coarse
+and fine samples together, sorted by depth.
 
 Why not Implicitron's ray sampler / raymarcher components: those work on one flat ray bundle and one
 implicit function, while here every scene has its own grid and all scenes' rays go through a single
@@ -19,6 +20,7 @@ from __future__ import annotations
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 import torch
+import torch.nn.functional as F
 from pytorch3d.implicitron.tools.config import enable_get_default_args
 from pytorch3d.renderer.cameras import CamerasBase
 from torch import nn
@@ -104,6 +106,14 @@ class VolumeRenderer(nn.Module):
     classic 1e10: the field ends at the cube's far face, and with 1e10 any density a softplus MLP
     leaves at the exit point (it can never reach 0) would make every ray through the cube opaque.
     ``bg_color`` fills the first channels where rays see nothing; further channels get 0.
+
+    Empty-space skipping (``render_image`` only; off when ``skip_empty_density`` is 0): before a
+    frame, the field's density is queried at the centres of an ``occupancy_resolution``^3 lattice over
+    the cube; cells above ``skip_empty_density`` (per world unit), dilated by one cell, are occupied,
+    and rays that cross no occupied cell are not marched (they composite to the background, like rays
+    that miss the cube). A skipped ray's opacity is at most 1 - exp(-skip_empty_density * its length in
+    the cube) where the lattice sees the field; features thinner than a cell between lattice points
+    are what the dilation is for. The field's density must not depend on the view direction.
     """
 
     def __init__(
@@ -114,6 +124,8 @@ class VolumeRenderer(nn.Module):
         n_pts_fine: int = 16,
         bg_color: Tuple[float, ...] = (0.0, 0.0, 0.0),
         last_delta: Optional[float] = None,
+        skip_empty_density: float = 0.0,
+        occupancy_resolution: int = 64,
     ):
         super().__init__()
         if field is None:
@@ -123,6 +135,11 @@ class VolumeRenderer(nn.Module):
         self.n_pts_coarse = int(n_pts_coarse)
         self.n_pts_fine = int(n_pts_fine)
         self.last_delta = last_delta
+        if skip_empty_density < 0 or occupancy_resolution < 2:
+            raise ValueError(f"skip_empty_density={skip_empty_density} (must be >= 0; 0 = off) or "
+                             f"occupancy_resolution={occupancy_resolution} (must be >= 2)")
+        self.skip_empty_density = float(skip_empty_density)
+        self.occupancy_resolution = int(occupancy_resolution)
         channels = int(field.out_channels)
         bg = torch.zeros(channels)
         bg[: min(channels, len(bg_color))] = torch.tensor(bg_color[:channels], dtype=torch.float32)
@@ -211,9 +228,13 @@ class VolumeRenderer(nn.Module):
         origins = rays.origins.reshape(s, v * h * w, 3)  # (S, N = V*H*W, 3)
         directions = rays.directions.reshape(s, v * h * w, 3)  # (S, N, 3)
         # Rays that miss the cube in every scene are not marched: their samples get zero density, so
-        # their pixels are exactly the background (opacity 0, depth 0), which `_miss_pixels` writes.
+        # their pixels are exactly the background (opacity 0, depth 0), which `_miss_pixels` writes;
+        # with empty-space skipping, neither are rays that cross no occupied cell (see the class doc).
         near, far = near_far_from_box(origins, directions, self.volume_extent)
-        kept = (far > near).any(dim=0).nonzero().squeeze(1)  # (K,) ray indices (one host sync)
+        marched = far > near  # (S, N)
+        if self.skip_empty_density > 0:
+            marched = self._rays_meeting_density(origins, directions, near, far, marched, field_inputs)
+        kept = marched.any(dim=0).nonzero().squeeze(1)  # (K,) ray indices (one host sync)
         origins, directions = origins[:, kept], directions[:, kept]  # (S, K, 3)
         step = max(1, chunk_size // s)
         chunks = [
@@ -227,6 +248,38 @@ class VolumeRenderer(nn.Module):
                 flat[:, kept] = torch.cat([c[key] for c in chunks], dim=1).to(flat.dtype)  # (S, K, ch)
             images[name] = flat.reshape(s, v, h, w, -1).permute(0, 1, 4, 2, 3)  # (S, V, ch, H, W)
         return images
+
+    def occupied_cells(self, n_scenes: int, device: torch.device, chunk: int = 2**18,
+                       **field_inputs: Any) -> torch.Tensor:
+        """(S, 1, L, L, L) float {0, 1}: lattice cells (L = occupancy_resolution, index order z, y, x)
+        whose centre's density exceeds ``skip_empty_density``, dilated by one cell."""
+        s, res, half = n_scenes, self.occupancy_resolution, self.volume_extent / 2.0
+        axis = (torch.arange(res, device=device, dtype=torch.float32) + 0.5) / res * 2 * half - half
+        z, y, x = torch.meshgrid(axis, axis, axis, indexing="ij")
+        points = torch.stack([x, y, z], dim=-1).reshape(1, res * res, res, 3).expand(s, -1, -1, -1)  # (S, L^2, L, 3)
+        unit_dirs = torch.zeros(s, res * res, 1, 3, device=device)
+        unit_dirs[..., 2] = 1.0  # any direction: density does not depend on it
+        rows = max(1, chunk // (s * res))
+        density = torch.cat([self.field(points[:, i : i + rows], unit_dirs[:, i : i + rows], **field_inputs)[0]
+                             for i in range(0, res * res, rows)], dim=1)  # (S, L^2, L)
+        occupied = (density.float() > self.skip_empty_density).float().reshape(s, 1, res, res, res)
+        return F.max_pool3d(occupied, kernel_size=3, stride=1, padding=1)
+
+    def _rays_meeting_density(self, origins, directions, near, far, marched, field_inputs,
+                              chunk: int = 2**15) -> torch.Tensor:
+        """``marched`` (S, N) narrowed to the rays that cross an occupied cell: 2L points per ray
+        between near and far (closer than a cell apart) looked up in ``occupied_cells``."""
+        s, n = marched.shape
+        occupied = self.occupied_cells(s, origins.device, **field_inputs)  # (S, 1, L, L, L)
+        steps = torch.linspace(0.0, 1.0, 2 * self.occupancy_resolution, device=origins.device)  # (M,)
+        hits = []
+        for i in range(0, n, chunk):
+            o, d = origins[:, i : i + chunk, None], directions[:, i : i + chunk, None]  # (S, c, 1, 3)
+            t = near[:, i : i + chunk, None] + (far - near)[:, i : i + chunk, None] * steps  # (S, c, M)
+            coords = (o + t[..., None] * d) / (self.volume_extent / 2.0)  # (S, c, M, 3) in [-1, 1], (x, y, z)
+            seen = F.grid_sample(occupied, coords[:, :, :, None].float(), mode="nearest", align_corners=False)
+            hits.append(seen[:, 0, :, :, 0].amax(dim=-1) > 0)  # (S, c)
+        return marched & torch.cat(hits, dim=1)
 
     def _miss_pixels(self, n_scenes: int, n_rays: int, device: torch.device) -> Dict[str, torch.Tensor]:
         """What a ray that misses the cube composites to: features (S, N, C) = background, depth and

@@ -138,3 +138,37 @@ def test_importance_depths_follow_the_weights():
         assert ((depths >= 0.7) & (depths <= 0.8)).float().mean() > 0.95
         assert depths.min() >= 0 and depths.max() <= 1
     torch.testing.assert_close(det, torch.sort(det, dim=-1).values)
+
+
+def test_empty_space_skipping_marches_fewer_rays_and_keeps_every_pixel():
+    grid = _sphere_grid(radius=0.35)  # density exactly 0 away from the sphere
+    cameras = turntable_cameras(3, elevation_deg=20.0, distance=3.0, focal_length=1.2)
+    size = (24, 24)
+    full = _renderer(bg_color=(0.3, 0.5, 0.7))
+    skipping = _renderer(bg_color=(0.3, 0.5, 0.7), skip_empty_density=1e-3, occupancy_resolution=32)
+    skipping.load_state_dict(full.state_dict())
+    out_full = full.render_image(cameras, size, grid=grid.expand(1, -1, -1, -1, -1))
+    out_skip = skipping.render_image(cameras, size, grid=grid)
+    for key in out_full:
+        torch.testing.assert_close(out_skip[key], out_full[key], atol=1e-5, rtol=1e-5)
+    rays = full_image_rays(cameras, size)
+    origins, directions = rays.origins.reshape(1, -1, 3), rays.directions.reshape(1, -1, 3)
+    from holo3d.render.rays import near_far_from_box
+
+    near, far = near_far_from_box(origins, directions, 2.0)
+    in_cube = far > near
+    marched = skipping._rays_meeting_density(origins, directions, near, far, in_cube, {"grid": grid})
+    opaque = out_full["opacity"].permute(0, 1, 3, 4, 2).reshape(1, -1) > 1e-4
+    assert bool((marched >= opaque).all())  # every ray that sees the sphere is marched
+    assert marched.float().mean() < 0.6 * in_cube.float().mean()  # most rays in the cube are not
+    occupied = skipping.occupied_cells(1, torch.device("cpu"), grid=grid)  # (1, 1, 32, 32, 32)
+    assert occupied.shape == (1, 1, 32, 32, 32) and 0.01 < occupied.mean() < 0.2
+
+
+def test_skipping_settings_are_checked():
+    import pytest
+
+    with pytest.raises(ValueError, match="skip_empty_density=-1"):
+        _renderer(skip_empty_density=-1.0)
+    with pytest.raises(ValueError, match="occupancy_resolution=1"):
+        _renderer(skip_empty_density=1e-3, occupancy_resolution=1)
