@@ -266,9 +266,12 @@ class VoxelLDM(ImplicitronModelBase, TrainableModel, GenerativeModel):  # pyre-i
         self.register_buffer("latent_std", torch.ones(c))
         self.register_buffer("latent_stats_ready", torch.tensor(False))
         side = self.autoencoder.output_resolution
-        # ~3 coarse samples per voxel along an axis, plus importance samples at the surface
+        # ~3 coarse samples per voxel along an axis, plus importance samples at the surface. Empty-space
+        # skipping on the voxel lattice is exact here: OccupancyField's density is 0 wherever the
+        # trilinear occupancy is below its ramp, and between voxel centres that are all below it too.
         self.renderer = VolumeRenderer(field=OccupancyField(self.volume_extent), volume_extent=self.volume_extent,
-                                       n_pts_coarse=3 * side, n_pts_fine=side, bg_color=(1.0, 1.0, 1.0))
+                                       n_pts_coarse=3 * side, n_pts_fine=side, bg_color=(1.0, 1.0, 1.0),
+                                       skip_empty_density=1e-6, occupancy_resolution=side)
 
     def _check_config(self) -> None:
         if not self.category_names:

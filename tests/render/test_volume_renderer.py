@@ -172,3 +172,21 @@ def test_skipping_settings_are_checked():
         _renderer(skip_empty_density=-1.0)
     with pytest.raises(ValueError, match="occupancy_resolution=1"):
         _renderer(skip_empty_density=1e-3, occupancy_resolution=1)
+
+
+def test_skipping_on_the_voxel_lattice_is_exact_for_an_occupancy_field():
+    from holo3d.render.fields import OccupancyField
+
+    torch.manual_seed(0)
+    side = 16
+    blobs = torch.nn.functional.avg_pool3d(torch.rand(2, 1, side, side, side), 5, stride=1, padding=2)
+    occupancy = (blobs > 0.56).float() * torch.rand(2, 1, side, side, side)  # sparse, with soft values
+    grid = OccupancyField.prepare(occupancy)
+    cameras = turntable_cameras(4, elevation_deg=25.0, distance=2.7, focal_length=1.5)
+    renderers = [VolumeRenderer(field=OccupancyField(), n_pts_coarse=3 * side, n_pts_fine=side,
+                                bg_color=(1.0, 1.0, 1.0), skip_empty_density=density, occupancy_resolution=side)
+                 for density in (0.0, 1e-6)]
+    full, skipped = (r.render_image(cameras, (20, 20), n_scenes=2, grid=grid) for r in renderers)
+    for key in full:
+        torch.testing.assert_close(skipped[key], full[key], atol=0, rtol=0)
+    assert 0.02 < float(renderers[1].occupied_cells(2, torch.device("cpu"), grid=grid).mean()) < 0.8
