@@ -12,7 +12,8 @@
 3. evaluate on held-out (test split) objects, one input view each: PSNR / SSIM (LPIPS when its
    weights exist) of (a) the field's RGB render, (b) denoised views, Heun (deterministic) and Euler
    with churn (stochastic); sharpness ratio = mean image-gradient magnitude of outputs / of GT.
-4. speed: one denoiser step at batch 1 and 16, one 50-step Heun view, an autoregressive path.
+4. speed: one denoiser step at batch 1 and 16, one 50-step Heun view, an autoregressive path of
+   ``--path-views`` (50) views end to end.
 5. writes DIR/metrics.json and DIR/contact_sheet.png (rows: input | GT | field RGB | Heun | Euler).
 
 GPU memory is capped at ``--max-memory-gib`` (default 40) of the device, so the run can share it.
@@ -63,6 +64,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--eval-views", type=int, default=4, help="target views per held-out object")
     parser.add_argument("--max-memory-gib", type=float, default=40.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--path-views", type=int, default=50, help="views of the timed autoregressive path")
+    parser.add_argument("--path-steps", type=int, default=25, help="Heun steps per view of that path")
     parser.add_argument("--ema-decay", type=float, default=0.999,
                         help="EMA of the weights (with warm-up) that is evaluated and saved; 0: the live weights")
     parser.add_argument("--tiny", action="store_true", help="CPU smoke run: 32 px, tiny model, < 1 minute")
@@ -303,7 +306,7 @@ def speed(model, data: Views, args, device: torch.device) -> Dict[str, Any]:
         with autocast():
             model.novel_views(scene, data.cameras(zero, zero + 1), hw, sampler="heun", steps=steps)
     out[f"heun_{steps}_step_view_s"] = time_fn(heun_view, device, warmup=1, repeats=1 if args.tiny else 3).median_s
-    n_path, path_steps = (2, 2) if args.tiny else (8, 25)
+    n_path, path_steps = (2, 2) if args.tiny else (args.path_views, args.path_steps)
     path_views = torch.arange(1, n_path + 1, device=device) % data.images.shape[1]
 
     def path():
@@ -340,7 +343,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(f"data ready after {time.perf_counter() - start:.0f} s: train {tuple(data['train'].images.shape)}, "
           f"test {tuple(data['test'].images.shape)}; model {sum(p.numel() for p in model.parameters()) / 1e6:.1f} M "
           f"parameters", flush=True)
-    reserve = 0.0 if args.tiny else 100.0  # seconds kept for evaluation and timing
+    # seconds kept for evaluation and timing (the path: about a second per view at 25 Heun steps)
+    reserve = 0.0 if args.tiny else 100.0 + 1.2 * args.path_views * args.path_steps / 25
     deadline = (time.perf_counter() + args.minutes * 60) if args.tiny else start + args.minutes * 60 - reserve
     # the trainer's EMA: warm-up from step 0 (an average that starts from the random init would hold it
     # for thousands of steps)
