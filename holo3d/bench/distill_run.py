@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Optional
 import torch
 from omegaconf import OmegaConf
 
-from holo3d.bench.genvs_run import sharpness
+from holo3d.eval import sharpness
 from holo3d.bench.timing import peak_memory_gib, reset_peak_memory
 from holo3d.eval import write_metrics_json
 from holo3d.sample.distill_config import DistillConfig

@@ -39,7 +39,7 @@ from holo3d.bench.timing import peak_memory_gib, reset_peak_memory, synchronize,
 from holo3d.data.srn import SrnDatasetMapProvider
 from holo3d.data.synthetic import generate_dataset, get_preset
 from holo3d.data.synthetic.srn_writer import SrnWriter, plural
-from holo3d.eval import lpips, lpips_unavailable_reason, psnr, ssim, write_metrics_json
+from holo3d.eval import lpips, lpips_unavailable_reason, psnr, sharpness, ssim, write_metrics_json
 from holo3d.models.genvs import GenvsModel
 from holo3d.sample.contact_sheet import compose_sheet, write_png
 from holo3d.io.atomic_file import write_text_atomic
@@ -233,13 +233,6 @@ def train(model, data: Views, args, deadline: float, device: torch.device, ema: 
 
 
 # ------------------------------------------------------------------------------------- evaluation
-
-
-def sharpness(images: torch.Tensor) -> torch.Tensor:
-    """Mean image-gradient magnitude (forward differences) of (B, 3, H, W) images: a scalar."""
-    dx = images[..., :, 1:] - images[..., :, :-1]
-    dy = images[..., 1:, :] - images[..., :-1, :]
-    return (dx[..., :-1, :].square() + dy[..., :, :-1].square()).sqrt().mean()
 
 
 def image_scores(pred: torch.Tensor, gt: torch.Tensor, use_lpips: bool) -> Dict[str, float]:

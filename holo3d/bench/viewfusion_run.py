@@ -45,7 +45,7 @@ from holo3d.data.synthetic.builtin import default_builtin_root, ensure_builtin_d
 from holo3d.data.synthetic.generate import generate_dataset, read_manifest
 from holo3d.data.synthetic.spec import get_preset
 from holo3d.data.synthetic.writers import get_writer
-from holo3d.eval import psnr, ssim, write_metrics_json
+from holo3d.eval import psnr, sharpness, ssim, write_metrics_json
 from holo3d.io.atomic_file import open_atomic
 from holo3d.models.view_fusion import ViewFusionModel
 from holo3d.train.ema import EMA
@@ -186,13 +186,6 @@ def eval_setup(images, angles, per_object: int, seed: int = 0):
     order = torch.stack([r[1] for r in rows]).to(images.device)
     return (images[obj, order[:, 0]], angles[obj, order[:, 0]],
             images[obj[:, None], order[:, 1:]], angles[obj[:, None], order[:, 1:]])
-
-
-def sharpness(images: torch.Tensor) -> torch.Tensor:
-    """Mean image-gradient magnitude (finite differences) of (n, 3, H, W) images."""
-    dx = images[..., :, 1:] - images[..., :, :-1]
-    dy = images[..., 1:, :] - images[..., :-1, :]
-    return (dx[..., :-1, :].square() + dy[..., :, :-1].square()).sqrt().mean()
 
 
 def evaluate_view_counts(model, images, angles, settings: RunSettings, device) -> Tuple[Dict, Dict]:

@@ -10,7 +10,7 @@ torchmetrics / torchvision load inside the image-metric functions, so importing 
 cheap (``python -m holo3d.eval.shape_metrics`` does not pay for them).
 """
 
-from holo3d.eval.image_metrics import image_metrics, masked_psnr, ms_ssim, psnr, ssim
+from holo3d.eval.image_metrics import image_metrics, masked_psnr, ms_ssim, psnr, sharpness, ssim
 from holo3d.eval.lpips_metric import lpips, lpips_unavailable_reason
 from holo3d.eval.report import MetricsReport, write_metrics_json
 
@@ -22,6 +22,7 @@ __all__ = [
     "masked_psnr",
     "ms_ssim",
     "psnr",
+    "sharpness",
     "ssim",
     "write_metrics_json",
 ]

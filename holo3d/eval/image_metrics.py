@@ -39,6 +39,15 @@ def masked_psnr(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor) -> tor
     return -10.0 * torch.log10(mse.clamp_min(1e-10))
 
 
+def sharpness(images: torch.Tensor) -> torch.Tensor:
+    """Mean image-gradient magnitude (forward differences) of (B, C, H, W) images: a scalar. The
+    ratio of a method's to the ground truth's tells a sharp generative output from a blurry
+    regression (PSNR prefers the blur)."""
+    dx = images[..., :, 1:] - images[..., :, :-1]
+    dy = images[..., 1:, :] - images[..., :-1, :]
+    return (dx[..., :-1, :].square() + dy[..., :, :-1].square()).sqrt().mean()
+
+
 def ssim(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
     """SSIM (11x11 Gaussian window, data range 1): (B, C, H, W) x2 -> (B,)."""
     from torchmetrics.functional.image import structural_similarity_index_measure

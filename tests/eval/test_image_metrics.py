@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from holo3d.eval.image_metrics import image_metrics, masked_psnr, ms_ssim, ms_ssim_scales, psnr, ssim
+from holo3d.eval.image_metrics import image_metrics, masked_psnr, ms_ssim, ms_ssim_scales, psnr, sharpness, ssim
 
 
 def _images(b=2, h=32, w=32, seed=0):
@@ -58,3 +58,15 @@ def test_image_metrics_keys():
     mask = torch.ones(2, 1, 32, 32)
     assert set(image_metrics(gt, gt, mask)) == {"psnr", "ssim", "ms_ssim", "psnr_fg"}
     assert set(image_metrics(_images(h=8, w=8), _images(h=8, w=8))) == {"psnr", "ssim"}
+
+
+def test_sharpness_of_a_step_edge_and_of_blurred_stripes():
+    step = torch.zeros(2, 3, 8, 8)
+    step[..., 4:] = 1.0  # one vertical edge of height 1: 7 of the 7 x 7 gradients are 1
+    assert float(sharpness(torch.full_like(step, 0.3))) == 0.0
+    assert float(sharpness(step)) == pytest.approx(1 / 7)
+    stripes = torch.zeros(2, 3, 8, 8)
+    stripes[..., ::2] = 1.0  # every horizontal gradient is 1
+    assert float(sharpness(stripes)) == pytest.approx(1.0)
+    blurred = torch.nn.functional.avg_pool2d(stripes, 3, stride=1, padding=1, count_include_pad=False)
+    assert 0.0 < float(sharpness(blurred)) < 0.5  # a blur of fine texture loses most of its gradient
