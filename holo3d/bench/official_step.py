@@ -32,9 +32,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import itertools
-import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
@@ -42,7 +40,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import torch
 
 from holo3d.bench.model_setup import backend_flags, backend_state
-from holo3d.bench.report import Reporter
+from holo3d.bench.report import Reporter, checkout_commit, compare_or_run
 from holo3d.bench.synthetic_batch import synthetic_frame_data
 from holo3d.bench.timing import peak_memory_gib, reset_peak_memory, time_fn
 
@@ -70,14 +68,6 @@ def import_official(official_dir: str):
             f"{type(error).__name__}: {error}. Its model module needs pytorch3d's Implicitron, visdom and "
             "matplotlib importable") from None
 
-
-def official_commit(official_dir: str) -> Optional[str]:
-    """The checkout's HEAD, or None when it is not a git checkout."""
-    try:
-        return subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=official_dir, capture_output=True,
-                              text=True, timeout=10, check=True).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
 def build_official(official_dir: str, device: torch.device, seed: int):
@@ -120,7 +110,7 @@ def measure(reporter: Reporter, model, optimizer, scenes: int, bootstrap: bool, 
     config = {"scenes": scenes, "frames_per_scene": FRAMES_PER_SCENE, "image_size": IMAGE_SIZE,
               "precision": "fp32", "bootstrap": bootstrap, "steps_per_figure": scenes, "warmup": args.warmup,
               "repeats": args.repeats, "bench": "official", "device": str(device), **backend_state(),
-              "official_dir": args.official_dir, "official_commit": official_commit(args.official_dir),
+              "official_dir": args.official_dir, "official_commit": checkout_commit(args.official_dir),
               "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 3)}
     model.bootstrap_prob = 1.0 if bootstrap else 0.0
     model.train()
@@ -147,9 +137,6 @@ def run(args) -> int:
 
 # ------------------------------------------------------------------------------------- ratios
 
-
-def _load(path: str) -> List[Dict[str, Any]]:
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
 def compare(holo_lines: Sequence[Dict[str, Any]],
@@ -215,16 +202,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = parse_args(argv)
-    if args.compare:
-        rows = compare(_load(args.compare[0]), _load(args.compare[1]))
-        print(format_rows(rows) if rows else "no (scenes, bootstrap) measured by both runs", flush=True)
-        return 0 if rows else 1
-    try:
-        return run(args)
-    except OfficialCodeError as error:
-        print(f"holo3d.bench.official_step: {error}", file=sys.stderr)
-        return 2
+    return compare_or_run(parse_args(argv), "holo3d.bench.official_step", compare, format_rows, run,
+                          OfficialCodeError, "no (scenes, bootstrap) measured by both runs")
 
 
 if __name__ == "__main__":

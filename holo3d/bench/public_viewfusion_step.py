@@ -45,9 +45,7 @@ import contextlib
 import copy
 import importlib.util
 import itertools
-import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -56,7 +54,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 
 from holo3d.bench.model_setup import backend_flags, backend_state
-from holo3d.bench.report import Reporter
+from holo3d.bench.report import Reporter, checkout_commit, compare_or_run
 from holo3d.bench.timing import peak_memory_gib, reset_peak_memory, synchronize, time_fn
 
 PUBLIC_REPO = "https://github.com/bronemos/view-fusion"
@@ -109,14 +107,6 @@ def load_file(root: Path, relative: str) -> ModuleType:
                               f"{error.name!r}, which is not installed here") from None
     return module
 
-
-def commit_of(root: Path) -> Optional[str]:
-    """The checkout's HEAD, or None when it is not a git checkout."""
-    try:
-        return subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True,
-                              text=True, timeout=10, check=True).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
 def public_config(root: Path, config: str, tiny: bool) -> Tuple[Dict[str, Any], Dict[str, Any]]:
@@ -210,7 +200,7 @@ def generation_call(model, batch: Dict[str, torch.Tensor], views: int):
 
 def run_config(args, root: Path, cfg: Dict[str, Any], overrides: Dict[str, Any], model, device) -> Dict[str, Any]:
     """A line's ``config``: where the public code and its config came from, the run's settings."""
-    return {"bench": "public_viewfusion", "public_dir": str(root), "public_commit": commit_of(root),
+    return {"bench": "public_viewfusion", "public_dir": str(root), "public_commit": checkout_commit(root),
             "public_config": args.config, "overrides": overrides, "params_m": params_m(model),
             "precision": "fp32", "device": str(device), "warmup": args.warmup, "repeats": args.repeats,
             "relative": bool(cfg["model"].get("relative", False)), **backend_state(),
@@ -291,9 +281,6 @@ def run(args) -> int:
 
 # ------------------------------------------------------------------------------------- ratios
 
-
-def _load(path: str) -> List[Dict[str, Any]]:
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
 def _holo_system(line: Dict[str, Any]) -> Dict[str, Any]:
@@ -397,16 +384,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = parse_args(argv)
-    if args.compare:
-        rows = compare(_load(args.compare[0]), _load(args.compare[1]))
-        print(format_rows(rows) if rows else "no shape measured by both runs", flush=True)
-        return 0 if rows else 1
-    try:
-        return run(args)
-    except PublicCodeError as error:
-        print(f"holo3d.bench.public_viewfusion_step: {error}", file=sys.stderr)
-        return 2
+    return compare_or_run(parse_args(argv), "holo3d.bench.public_viewfusion_step", compare, format_rows, run,
+                          PublicCodeError, "no shape measured by both runs")
 
 
 if __name__ == "__main__":

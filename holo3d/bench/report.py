@@ -14,7 +14,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Optional, TextIO
+from typing import Any, Callable, Dict, List, Optional, TextIO, Type
 
 import torch
 
@@ -42,6 +42,36 @@ def git_commit(repo: Path = REPO_ROOT) -> Optional[str]:
     except (OSError, subprocess.SubprocessError):
         return None
     return f"{rev}-dirty" if dirty else rev
+
+
+def checkout_commit(folder) -> Optional[str]:
+    """HEAD of another git checkout (e.g. a paper's public code being compared), or None."""
+    try:
+        return subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=folder, capture_output=True,
+                              text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def read_json_lines(path: str) -> List[Dict[str, Any]]:
+    """The Reporter lines of a JSON-lines file (blank lines skipped)."""
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def compare_or_run(args, prog: str, compare: Callable, format_rows: Callable, run: Callable,
+                   refused: Type[Exception], nothing: str) -> int:
+    """The side-by-side harnesses' main: ``--compare A B`` prints the ratio table of two runs' lines
+    (status 1 when nothing pairs up, with ``nothing``); otherwise ``run(args)``, whose ``refused``
+    errors (the other code missing or unusable) are printed as one line with status 2."""
+    if args.compare:
+        rows = compare(read_json_lines(args.compare[0]), read_json_lines(args.compare[1]))
+        print(format_rows(rows) if rows else nothing, flush=True)
+        return 0 if rows else 1
+    try:
+        return run(args)
+    except refused as error:
+        print(f"{prog}: {error}", file=sys.stderr)
+        return 2
 
 
 def _jsonable(value: Any) -> Any:

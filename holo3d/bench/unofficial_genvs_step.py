@@ -50,12 +50,10 @@ import contextlib
 import functools
 import importlib
 import importlib.util
-import json
 import math
 import os
 import random
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence
@@ -63,7 +61,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence
 import torch
 
 from holo3d.bench.model_setup import backend_flags, backend_state
-from holo3d.bench.report import Reporter
+from holo3d.bench.report import Reporter, checkout_commit, compare_or_run
 from holo3d.bench.timing import free_device_memory, peak_memory_gib, reset_peak_memory, time_fn
 
 PUBLIC_REPO = "https://github.com/jfozard/genvs_unofficial"
@@ -130,14 +128,6 @@ def import_public(root: Path):
         raise PublicCodeError(f"cannot import the public code (genvs_model) from {ENV_VAR}={str(root)!r}: "
                               f"{type(error).__name__}: {error}") from None
 
-
-def public_commit(root: Path) -> Optional[str]:
-    """The checkout's HEAD, or None when it is not a git checkout."""
-    try:
-        return subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True,
-                              text=True, timeout=10, check=True).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
 # ------------------------------------------------------------------------------------- model
@@ -263,7 +253,7 @@ def step_config(args, scenes: int, counts: Dict[str, float], cfg, root: Path, de
             "views_per_scene": args.views, "image_size": IMAGE_SIZE, "targets_per_scene": 1,
             "precision": "fp16-amp" if cfg.get("use_amp", False) else "fp32", "warmup": args.warmup,
             "repeats": args.repeats, "bench": "genvs_unofficial", "device": str(device), **backend_state(),
-            "public_dir": str(root), "public_commit": public_commit(root), "public_config": args.config,
+            "public_dir": str(root), "public_commit": checkout_commit(root), "public_config": args.config,
             "k_diffusion_config": cfg.nerf_diff.get("k_diffusion_config"), **counts,
             "batch_source": "random tensors in its data loader's layout and dtypes, drawn on the device"}
 
@@ -320,9 +310,6 @@ def run(args) -> int:
 
 # ------------------------------------------------------------------------------------- ratios
 
-
-def _load(path: str) -> List[Dict[str, Any]]:
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
 def _holo_key(line: Dict[str, Any]):
@@ -393,16 +380,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = parse_args(argv)
-    if args.compare:
-        rows = compare(_load(args.compare[0]), _load(args.compare[1]))
-        print(format_rows(rows) if rows else "no (scenes per step, image size) measured by both runs", flush=True)
-        return 0 if rows else 1
-    try:
-        return run(args)
-    except PublicCodeError as error:
-        print(f"holo3d.bench.unofficial_genvs_step: {error}", file=sys.stderr)
-        return 2
+    return compare_or_run(parse_args(argv), "holo3d.bench.unofficial_genvs_step", compare, format_rows, run,
+                          PublicCodeError, "no (scenes per step, image size) measured by both runs")
 
 
 if __name__ == "__main__":
