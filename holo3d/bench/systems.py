@@ -353,12 +353,13 @@ def trainer_step(model: nn.Module, batch: Any, cfg: DictConfig, precision: str,
 
 def sampler_call(model: nn.Module, n: int, cond: Any, sampler: str, steps: int, precision: str,
                  device: torch.device, seed: int) -> Callable[[], torch.Tensor]:
-    """A zero-argument seeded ``model.sample(n, cond=cond, sampler, steps)`` under the precision's autocast."""
+    """A zero-argument seeded ``model.sample(n, cond=cond, sampler, steps)`` under the precision's autocast
+    and the model's ``sampling_accelerated`` (CUDA graphs on CUDA), as generate_samples.py runs it."""
 
     def call() -> torch.Tensor:
         model.eval()  # the training step left it in train mode
         generator = torch.Generator(device=device).manual_seed(seed)
-        with autocast(precision, device):
+        with autocast(precision, device), model.sampling_accelerated(device.type == "cuda"):
             return model.sample(n, cond=cond, sampler=sampler, steps=steps, generator=generator, device=device)
 
     return call

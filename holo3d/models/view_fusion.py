@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from dataclasses import field
 from types import SimpleNamespace
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -91,6 +91,32 @@ def compose_views(
     return eps, weights
 
 
+class PairPacking(NamedTuple):
+    """Which (sample, view) pairs go through the U-Net: ``index`` (M_pad,) long flat indices into the
+    B*V pairs (None: all of them) of which the first ``real`` are the real pairs."""
+
+    index: Optional[torch.Tensor]
+    real: int
+
+
+def pair_packing(view_mask: torch.Tensor, bucket: int = 1) -> PairPacking:
+    """The packing of view_mask (B, V) bool (read on the host: pass the host copy when there is one).
+
+    The M real pairs are padded to a multiple of ``bucket`` by repeating the first one, so that the
+    U-Net's batch takes few distinct sizes while view counts vary (each new size costs cuDNN a fresh
+    algorithm choice, and a compiled or graphed U-Net a new capture); when the padded count would
+    reach B*V, every pair runs (the padding views' outputs are masked in ``compose_views``).
+    """
+    flat = view_mask.detach().flatten().cpu()  # (B*V,)
+    real = int(flat.sum())
+    padded = -(-real // max(bucket, 1)) * max(bucket, 1)
+    if padded >= flat.numel():
+        return PairPacking(None, flat.numel())
+    index = flat.nonzero().squeeze(1)  # (M,)
+    index = torch.cat([index, index[:1].expand(padded - real)])  # (M_pad,)
+    return PairPacking(index.pin_memory() if torch.cuda.is_available() else index, real)
+
+
 class ViewConditionedUNet(nn.Module):
     """The denoiser leaf: a UNet2D over [cond view, noisy target] with the noise level and the angle
     features packed in one (M, 1 + 4) vector, so that the call has the (x, t) form that
@@ -141,6 +167,8 @@ class ViewFusionModel(ImplicitronModelBase, TrainableModel, GenerativeModel):  #
             1/sqrt(ab) (16x at ab = 0.004): measured on a small CPU model that denoised well at
             ab = 0.7 (23 dB) but gave 5 dB x0 estimates at ab = 0.004, so sampling from pure noise
             failed early in training; v keeps x0 estimates bounded at every noise level.
+        pair_bucket: the U-Net's batch of real (sample, view) pairs is padded to a multiple of this
+            (``pair_packing``), so varying view counts give few distinct batch sizes; 1: no padding.
         sampler_default / steps_default: what ``sample`` uses when not told (steps 0: the sampler's
             own default).
         unet_args: the U-Net (the paper's small model: 64 x [1, 2, 3, 5], 3 res blocks, attention at 16).
@@ -161,6 +189,7 @@ class ViewFusionModel(ImplicitronModelBase, TrainableModel, GenerativeModel):  #
     noise_level_scale: float = 1000.0
     clip_x0: bool = True
     prediction: str = "eps"
+    pair_bucket: int = 16
     sampler_default: str = "ddim"
     steps_default: int = 50
     unet_args: DictConfig = get_default_args_field(UNet2D, _hook=_drop_unet_derived)
@@ -187,6 +216,8 @@ class ViewFusionModel(ImplicitronModelBase, TrainableModel, GenerativeModel):  #
                              "need 1 <= min_views <= max_views")
         if self.prediction not in ("eps", "v"):
             raise ValueError(f"ViewFusionModel.prediction={self.prediction!r}: expected 'eps' or 'v'")
+        if self.pair_bucket < 1:
+            raise ValueError(f"ViewFusionModel.pair_bucket={self.pair_bucket} must be >= 1")
         if self.train_num_steps < 2:
             raise ValueError(f"ViewFusionModel.train_num_steps={self.train_num_steps} must be >= 2")
         if not 0.0 <= self.sample_min_alpha_bar < 1.0:
@@ -207,33 +238,40 @@ class ViewFusionModel(ImplicitronModelBase, TrainableModel, GenerativeModel):  #
         views: torch.Tensor,
         features: torch.Tensor,
         view_mask: torch.Tensor,
+        packing: Optional[PairPacking] = None,
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         """Composed noise prediction of x_t (B, 3, H, W) at noise level gamma (B,) given conditioning
         views (B, V, 3, H, W) in [-1, 1], angle features (B, V, 4) and view_mask (B, V) bool.
 
+        ``packing``: ``pair_packing(view_mask)`` when the caller has it (computed from a host copy of
+        the mask, or once per sampling chain); otherwise it is computed here (one host read of the mask).
         Returns eps (B, 3, H, W) float32 and the weights (B, V, 3, H, W) of ``compose_views``.
         """
         b, v = views.shape[:2]
+        if packing is None:
+            packing = pair_packing(view_mask, self.pair_bucket)
         pairs = torch.cat([views, x_t[:, None].to(views.dtype).expand(-1, v, -1, -1, -1)], dim=2)  # (B, V, 6, H, W)
         level = (gamma.float() * self.noise_level_scale)[:, None, None].expand(b, v, 1)  # (B, V, 1)
         level_and_angles = torch.cat([level, features.float()], dim=-1)  # (B, V, 5)
-        out = self._unet_on_real_views(pairs, level_and_angles, view_mask)  # (B, V, 6, H, W)
+        out = self._unet_on_pairs(pairs, level_and_angles, packing)  # (B, V, 6, H, W)
         return compose_views(out[:, :, :3], out[:, :, 3:], view_mask, self.weighting)
 
-    def _unet_on_real_views(self, pairs: torch.Tensor, level_and_angles: torch.Tensor,
-                            view_mask: torch.Tensor) -> torch.Tensor:
-        """The U-Net on the real (sample, view) pairs only; padding pairs get zeros (masked later).
+    def _unet_on_pairs(self, pairs: torch.Tensor, level_and_angles: torch.Tensor,
+                       packing: PairPacking) -> torch.Tensor:
+        """The U-Net on the pairs that ``packing`` selects; the others get zeros (masked later).
 
         Packing the real pairs (M of B*V) skips the padding's compute (~40 % of it with prefix masks
-        drawn from 1..6), at the cost of one host sync for M. (B, V, 6, H, W) in, (B, V, 6, H, W) out.
+        drawn from 1..6). (B, V, 6, H, W) in, (B, V, 6, H, W) out.
         """
-        if bool(view_mask.all()):
-            out = self.unet(pairs.flatten(0, 1), level_and_angles.flatten(0, 1))  # (B*V, 6, H, W)
-            return out.view(*pairs.shape[:2], *out.shape[1:])
-        packed = self.unet(pairs[view_mask], level_and_angles[view_mask])  # (M, 6, H, W)
-        out = packed.new_zeros(*pairs.shape[:2], *packed.shape[1:])  # (B, V, 6, H, W)
-        out[view_mask] = packed
-        return out
+        flat_pairs, flat_levels = pairs.flatten(0, 1), level_and_angles.flatten(0, 1)  # (B*V, ...)
+        if packing.index is None:
+            out = self.unet(flat_pairs, flat_levels)  # (B*V, 6, H, W)
+        else:
+            index = packing.index.to(pairs.device, non_blocking=True)  # (M_pad,)
+            packed = self.unet(flat_pairs.index_select(0, index), flat_levels.index_select(0, index))
+            out = packed.new_zeros(flat_pairs.shape[0], *packed.shape[1:])  # (B*V, 6, H, W)
+            out = out.index_copy(0, index[: packing.real], packed[: packing.real])
+        return out.view(*pairs.shape[:2], *out.shape[1:])
 
     def draw_gamma(self, n: int, device: torch.device) -> torch.Tensor:
         """Training noise levels (n,) float32: t ~ U{1..T-1}, gamma ~ U(alpha_bar_t, alpha_bar_{t-1})
@@ -252,16 +290,18 @@ class ViewFusionModel(ImplicitronModelBase, TrainableModel, GenerativeModel):  #
         target_azel: torch.Tensor,
         view_azel: torch.Tensor,
         view_mask: torch.Tensor,
+        packing: Optional[PairPacking] = None,
     ) -> Dict[str, torch.Tensor]:
         """The eps- (or v-) MSE objective of one batch: target (B, 3, H, W) and views (B, V, 3, H, W) in [0, 1],
-        angles (B, 2) / (B, V, 2) in radians, view_mask (B, V) bool. Returns objective and log_vars."""
+        angles (B, 2) / (B, V, 2) in radians, view_mask (B, V) bool (``packing`` as ``composed_eps``).
+        Returns objective and log_vars."""
         x0 = target * 2 - 1  # (B, 3, H, W)
         gamma = self.draw_gamma(x0.shape[0], x0.device)  # (B,)
         eps = torch.randn_like(x0, dtype=torch.float32)
         g = gamma[:, None, None, None]
         x_t = g.sqrt() * x0.float() + (1 - g).sqrt() * eps  # SR3 / DDPM eq. 4 at gamma
         features = angle_features(target_azel, view_azel, self.angle_mode)  # (B, V, 4)
-        out, _ = self.composed_eps(x_t, gamma, views * 2 - 1, features, view_mask)
+        out, _ = self.composed_eps(x_t, gamma, views * 2 - 1, features, view_mask, packing)
         # The composition is linear, so it composes v predictions as it does eps ones.
         target_out = eps if self.prediction == "eps" else v_from_x0_eps(x0.float(), eps, gamma)
         loss = F.mse_loss(out, target_out)
@@ -292,8 +332,9 @@ class ViewFusionModel(ImplicitronModelBase, TrainableModel, GenerativeModel):  #
         else:
             mask = torch.ones(batch.n_scenes, n_views, dtype=torch.bool)
         images = batch.image_rgb
+        packing = pair_packing(mask, self.pair_bucket)  # from the host mask: no device sync
         return self.training_terms(images[:, 0], images[:, 1 : n_views + 1], azel[:, 0],
-                                   azel[:, 1 : n_views + 1], mask.to(images.device))
+                                   azel[:, 1 : n_views + 1], mask.to(images.device), packing)
 
     def _scenes(self, image_rgb, camera, sequence_name, meta) -> Tuple[SceneBatch, torch.Tensor]:
         """The (S, N, ...) view of the batch and the view angles (S, N, 2)."""
@@ -365,12 +406,13 @@ class ViewFusionModel(ImplicitronModelBase, TrainableModel, GenerativeModel):  #
         views = cond["views"] * 2 - 1  # (n, V, 3, H, W)
         features = angle_features(cond["target_angles"], cond["view_angles"], self.angle_mode)  # (n, V, 4)
         alpha_bars = {}
+        packing = pair_packing(cond["view_mask"], self.pair_bucket)  # once per chain, not per step
 
         def model_fn(x_t: torch.Tensor, t: torch.Tensor, **_) -> torch.Tensor:
             if t.device not in alpha_bars:
                 alpha_bars[t.device] = self.test_diffusion.alpha_bars.to(t.device)
             gamma = alpha_bar_at(t, alpha_bars[t.device])  # (n,) exact for fractional t too
-            eps, _ = self.composed_eps(x_t, gamma, views.to(x_t.dtype), features, cond["view_mask"])
+            eps, _ = self.composed_eps(x_t, gamma, views.to(x_t.dtype), features, cond["view_mask"], packing)
             return eps.to(x_t.dtype)
 
         return model_fn

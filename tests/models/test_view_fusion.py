@@ -14,7 +14,7 @@ from holo3d.data.synthetic.generate import generate_dataset
 from holo3d.data.synthetic.spec import get_preset
 from holo3d.data.synthetic.writers import get_writer
 from holo3d.models.protocol import GenerativeModel, OutputKind
-from holo3d.models.view_fusion import ViewFusionModel, angle_features, compose_views
+from holo3d.models.view_fusion import ViewFusionModel, angle_features, compose_views, pair_packing
 
 SIZE = 16
 
@@ -59,6 +59,29 @@ def test_composition_is_invariant_to_the_order_of_the_conditioning_views():
     torch.testing.assert_close(eps_perm, eps, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(weights_perm, weights[:, perm], atol=1e-5, rtol=1e-5)
     assert weights.std(dim=1).mean() > 1e-4  # the views really get different weights
+
+
+
+def test_pair_packing_pads_the_real_pairs_to_the_bucket_and_runs_everything_when_that_is_no_cheaper():
+    mask = torch.tensor([[1, 0, 0, 0], [1, 1, 1, 0], [1, 1, 0, 0]], dtype=torch.bool)  # 6 of 12 real
+    packing = pair_packing(mask, bucket=4)
+    assert packing.real == 6 and packing.index.shape == (8,)
+    assert packing.index[:6].tolist() == [0, 4, 5, 6, 8, 9]  # the real pairs first, in order
+    assert set(packing.index[6:].tolist()) <= set(packing.index[:6].tolist())  # padding repeats real pairs
+    assert pair_packing(mask, bucket=1).index.shape == (6,)
+    assert pair_packing(mask, bucket=12).index is None  # padded to all 12 pairs: run them all
+    assert pair_packing(torch.ones(2, 3, dtype=torch.bool), bucket=1).index is None
+
+
+@torch.no_grad()
+def test_the_composed_prediction_does_not_depend_on_the_packing():
+    model = tiny_model()
+    x = random_inputs(3, 4)
+    mask = torch.tensor([[1, 0, 0, 0], [1, 1, 1, 0], [1, 1, 0, 0]], dtype=torch.bool)
+    outs = [model.composed_eps(x["x_t"], x["gamma"], x["views"], x["features"], mask, pair_packing(mask, bucket))[0]
+            for bucket in (1, 4, 12)]  # packed exactly, padded to 8, every pair run
+    for other in outs[1:]:
+        torch.testing.assert_close(other, outs[0], atol=1e-5, rtol=1e-5)
 
 
 @torch.no_grad()
