@@ -39,9 +39,12 @@ class DistillConfig(LoadConfig, TurntableConfig):
         camera_distribution: dataset (the scene's own camera poses) or sphere (random azimuth,
             elevation in ``sphere_elevation_deg``, the scene cameras' median distance and focal).
         sphere_elevation_deg: [low, high] elevation range of the sphere distribution.
+        warm_start: fraction of the run (iterations or seconds) that regresses the field onto the
+            denoiser's own 3D render (a) before any denoising: a consistent start, which the noise
+            range below then sharpens (0: distil from the first iteration).
         sigma_max_start / sigma_max_end: the upper end of the noise range (EDM sigma, images in
-            [-1, 1]) anneals log-linearly from start to end over the run; each iteration draws one
-            sigma log-uniformly between ``sigma_min`` and it.
+            [-1, 1]) anneals log-linearly from start to end over the run after the warm start; each
+            iteration draws one sigma log-uniformly between ``sigma_min`` and it.
         sigma_min: lower end of the noise range.
         denoise_steps / sampler: steps of the denoiser's sampler (euler, heun, dpmpp_2m) from the
             noised render back to a clean image (multi-step, not one-step SDS).
@@ -79,6 +82,7 @@ class DistillConfig(LoadConfig, TurntableConfig):
     views_per_iteration: int = 4
     camera_distribution: str = "dataset"
     sphere_elevation_deg: List[float] = field(default_factory=lambda: [0.0, 50.0])
+    warm_start: float = 0.0
     sigma_max_start: float = 5.0
     sigma_max_end: float = 0.5
     sigma_min: float = 0.05

@@ -307,10 +307,16 @@ def distillation_step(renderer, denoiser: ViewConditionedDenoiser, cond, views: 
     """The losses of one iteration (see the module docstring); ``objective`` is to be minimised."""
     cameras = cameras.draw(cfg.views_per_iteration, generator)
     frames = render_frames(renderer, cameras, views.image_hw)  # rgb (B, 3, H, W)
-    sigma = draw_sigma(progress, cfg, generator)
-    target = denoiser.denoise_to_clean(frames["rgb"].detach(), sigma, cameras, cond, steps=cfg.denoise_steps,
-                                       sampler=cfg.sampler, generator=generator)
-    weight = distill_weight(sigma, denoiser.sigma_data, cfg.weight_power)
+    if progress < cfg.warm_start:
+        # Consistent but blurry targets first: the field takes the denoiser's 3D shape and colours, so
+        # the low-noise denoising that follows sharpens one object instead of averaging many.
+        sigma, weight = 0.0, 1.0
+        target = denoiser.regression_render(cond, cameras, views.image_hw)["rgb"]
+    else:
+        sigma = draw_sigma((progress - cfg.warm_start) / (1 - cfg.warm_start), cfg, generator)
+        target = denoiser.denoise_to_clean(frames["rgb"].detach(), sigma, cameras, cond, steps=cfg.denoise_steps,
+                                           sampler=cfg.sampler, generator=generator)
+        weight = distill_weight(sigma, denoiser.sigma_data, cfg.weight_power)
     loss_distill = (frames["rgb"] - target.to(frames["rgb"].dtype)).square().mean()
     origins, directions, rgb = inputs.draw(cfg.input_rays, generator)
     loss_input = (render_rays(renderer, origins, directions)["rgb"] - rgb).square().mean()
@@ -465,6 +471,8 @@ def check_settings(cfg: DistillConfig) -> None:
                 "distill_weight", "input_weight", "opacity_weight", "tv_weight"):
         if getattr(cfg, key) < 0:
             problems.append(f"{key}={getattr(cfg, key)} (must be >= 0)")
+    if not 0.0 <= cfg.warm_start < 1.0:
+        problems.append(f"warm_start={cfg.warm_start} (need 0 <= warm_start < 1)")
     if not 0 < cfg.sigma_min <= cfg.sigma_max_end <= cfg.sigma_max_start:
         problems.append(f"sigma_min={cfg.sigma_min}, sigma_max_end={cfg.sigma_max_end}, sigma_max_start="
                         f"{cfg.sigma_max_start} (need 0 < sigma_min <= sigma_max_end <= sigma_max_start)")

@@ -133,6 +133,27 @@ def test_a_checkpoint_resumes_where_it_stopped(scene, tmp_path):
     assert torch.load(path, weights_only=True)["iteration"] == 5
 
 
+
+def test_a_warm_start_regresses_onto_the_render_first_then_anneals_from_the_top(scene):
+    views = scene_views(scene)
+    cfg = DistillConfig(iterations=8, warm_start=0.5, checkpoint_every=1000, sigma_max_start=4.0,
+                        sigma_max_end=0.5, sigma_min=0.05, **TINY_FIELD)
+    renderer, denoiser = D.build_field_renderer(cfg, 2.0, WHITE), GroundTruthDenoiser(scene)
+    D.distill_scene(renderer, denoiser, views, cfg, seed=0, progress_bar=False)
+    assert len(denoiser.calls) == 4  # iterations 0..3 regressed onto regression_render, no denoising
+    generator = torch.Generator().manual_seed(0)
+    out = D.distillation_step(renderer, denoiser, "cond", views, D.InputRays(views), D.CameraDistribution(views, cfg),
+                              cfg, 0.49, generator)
+    assert float(out["sigma"]) == 0.0 and float(out["weight"]) == 1.0 and len(denoiser.calls) == 4
+    # just past the warm start the noise range is back at its top: (0.5 - 0.5) / (1 - 0.5) = 0
+    draws = [float(D.distillation_step(renderer, denoiser, "cond", views, D.InputRays(views),
+                                       D.CameraDistribution(views, cfg), cfg, 0.5, generator)["sigma"])
+             for _ in range(20)]
+    assert max(draws) > D.sigma_range(0.5, cfg)[1] and max(draws) <= 4.0
+    with pytest.raises(SettingsError, match="warm_start=1.0"):
+        D.check_settings(DistillConfig(warm_start=1.0))
+
+
 def test_annealed_noise_range_and_time_dependent_weight():
     cfg = DistillConfig(sigma_max_start=4.0, sigma_max_end=0.5, sigma_min=0.05)
     assert D.sigma_range(0.0, cfg) == pytest.approx((0.05, 4.0))
