@@ -258,7 +258,8 @@ def evaluate(model, data: Views, args, device: torch.device) -> Dict[str, Any]:
     gt = data.images[target_obj, target_view]  # (O*V, 3, H, W)
     generator = torch.Generator(device=device).manual_seed(args.seed)
     steps = 4 if args.tiny else 25
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"), \
+            model.sampling_accelerated(device.type == "cuda"):
         heun = model.novel_views(scene, cameras, hw, sampler="heun", steps=steps, generator=generator)
         euler = model.novel_views(scene, cameras, hw, sampler="euler", steps=2 * steps,
                                   S_churn=model.churn_default, generator=generator)
@@ -275,8 +276,14 @@ def evaluate(model, data: Views, args, device: torch.device) -> Dict[str, Any]:
 
 @torch.no_grad()
 def speed(model, data: Views, args, device: torch.device) -> Dict[str, Any]:
-    """Seconds of one denoiser step at batch 1 and 16, a 50-step Heun view and a path per view."""
+    """Seconds of one denoiser step at batch 1 and 16, a 50-step Heun view and a path per view, with
+    the U-Net replayed as a CUDA graph on CUDA (``sampling_accelerated``, as generate_samples.py)."""
     model.eval()
+    with model.sampling_accelerated(device.type == "cuda"):
+        return {**_speed(model, data, args, device), "cuda_graph": device.type == "cuda"}
+
+
+def _speed(model, data: Views, args, device: torch.device) -> Dict[str, Any]:
     hw = tuple(data.images.shape[-2:])
     autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")  # noqa: E731
     denoiser = model.edm.denoiser(model.raw_denoiser)

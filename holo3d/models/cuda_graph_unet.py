@@ -1,9 +1,8 @@
-"""Inference-only CUDA-graph replay of the 3D U-Net, for sampling loops.
+"""Inference-only CUDA-graph replay of a U-Net (3D or 2D), for sampling loops.
 
-A 16^3 grid makes each U-Net call launch-bound: hundreds of small kernels whose launch overhead
-dominates. Capturing the whole forward once per input shape and replaying it cut one denoising step
-from 15.0 to 3.7 ms and a 15-sample 1000-step DDPM chain from 15.4 to 6.0 s on an H200
-(BENCHMARKS.md).
+A small input (a 16^3 grid, a few 64^2 views) makes each U-Net call launch-bound: hundreds of small
+kernels whose launch overhead dominates. Capturing the whole forward once per input shape and
+replaying it removes that overhead (BENCHMARKS.md has the measured steps and chains).
 """
 
 import contextlib
@@ -14,46 +13,48 @@ from torch import nn
 
 
 class CudaGraphed(nn.Module):
-    """Replays a CUDA graph of ``unet(x, t)`` captured on first use of each (shape, dtype, autocast).
+    """Replays a CUDA graph of ``unet(*inputs)`` captured on first use of each (shapes, dtypes, autocast).
 
-    Inference only (no autograd). Inputs are copied into static buffers, the graph replays, and the
-    output is cloned: callers may keep it while the next call overwrites the static output.
+    Inference only (no autograd). The inputs are tensors (e.g. x and t, or x, c_noise and a condition
+    token); they are copied into static buffers, the graph replays, and the output is cloned: callers
+    may keep it while the next call overwrites the static output.
     """
 
     def __init__(self, unet: nn.Module, warmup: int = 3):
         super().__init__()
         self.unet = unet
         self.warmup = warmup
-        self._graphs: Dict[Tuple, Tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+        self._graphs: Dict[Tuple, Tuple[torch.cuda.CUDAGraph, Tuple[torch.Tensor, ...], torch.Tensor]] = {}
 
-    def _key(self, x: torch.Tensor, t: torch.Tensor) -> Tuple:
+    @staticmethod
+    def _key(inputs: Tuple[torch.Tensor, ...]) -> Tuple:
         autocast = torch.is_autocast_enabled("cuda")
         dtype = torch.get_autocast_dtype("cuda") if autocast else None
-        return (tuple(x.shape), x.dtype, tuple(t.shape), t.dtype, autocast, dtype)
+        return tuple((tuple(a.shape), a.dtype, a.stride()) for a in inputs) + (autocast, dtype)
 
-    def _capture(self, x: torch.Tensor, t: torch.Tensor):
-        static_x, static_t = x.clone(), t.clone()
+    def _capture(self, inputs: Tuple[torch.Tensor, ...]):
+        static = tuple(a.clone() for a in inputs)
         # Warm-up on a side stream (cuDNN/cuBLAS workspaces, lazy init) before capture, as the
         # CUDA-graph docs require; autocast's weight cache is off so casts are captured too.
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream), _no_autocast_cache():
             for _ in range(self.warmup):
-                self.unet(static_x, static_t)
+                self.unet(*static)
         torch.cuda.current_stream().wait_stream(stream)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph), _no_autocast_cache():
-            static_out = self.unet(static_x, static_t)
-        return graph, static_x, static_t, static_out
+            static_out = self.unet(*static)
+        return graph, static, static_out
 
     @torch.no_grad()
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        key = self._key(x, t)
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        key = self._key(inputs)
         if key not in self._graphs:
-            self._graphs[key] = self._capture(x, t)
-        graph, static_x, static_t, static_out = self._graphs[key]
-        static_x.copy_(x)
-        static_t.copy_(t)
+            self._graphs[key] = self._capture(inputs)
+        graph, static, static_out = self._graphs[key]
+        for buffer, value in zip(static, inputs):
+            buffer.copy_(value)
         graph.replay()
         return static_out.clone()
 

@@ -47,6 +47,7 @@ from torch import nn
 
 from holo3d.data.scene_batch import SceneBatch
 from holo3d.diffusion import EDMDiffusion, edm_denoise, guided_denoiser, sample, sampler_spec
+from holo3d.models.cuda_graph_unet import graphed_unet
 from holo3d.models.feature_lift import build_backbone
 from holo3d.models.losses import psnr_from_mse
 from holo3d.models.protocol import GenerativeModel, OutputKind, ReconstructionModel, TrainableModel
@@ -587,6 +588,10 @@ class GenvsModel(ImplicitronModelBase, TrainableModel, GenerativeModel, Reconstr
         if cond.get("path_cameras") is None:
             return scene
         return self.generate_path(scene, cond["path_cameras"].to(device), cond["rgb"].shape[-2:], **args)["scene"]
+
+    def sampling_accelerated(self, enabled: bool = True):
+        """The EDM U-Net replayed as a CUDA graph while sampling (no-op off CUDA)."""
+        return graphed_unet(self, enabled)
 
     @torch.no_grad()
     def render_samples(self, samples: torch.Tensor, cameras: Optional[CamerasBase], image_size: Sequence[int],

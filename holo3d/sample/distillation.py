@@ -561,9 +561,11 @@ def run_scene(cfg: DistillConfig, model, denoiser: ViewConditionedDenoiser, data
     torch.manual_seed(seed)  # the field's initialisation
     renderer = build_field_renderer(cfg, model.scene_extent, views.background).to(device)
     chunk = cfg.chunk_size if cfg.chunk_size > 0 else model.render_chunk_size
-    run = distill_scene(renderer, denoiser, views, cfg, seed, folder / CHECKPOINT_NAME, progress_bar)
-    generator = torch.Generator(device=device).manual_seed(seed)
-    evaluation = evaluate_scene(renderer, denoiser, views, cfg, chunk, model.scene_extent, generator)
+    # The denoiser's U-Net replayed as a CUDA graph: its batch is the same at every iteration.
+    with model.sampling_accelerated(device.type == "cuda"):
+        run = distill_scene(renderer, denoiser, views, cfg, seed, folder / CHECKPOINT_NAME, progress_bar)
+        generator = torch.Generator(device=device).manual_seed(seed)
+        evaluation = evaluate_scene(renderer, denoiser, views, cfg, chunk, model.scene_extent, generator)
     write_scene_outputs(cfg, renderer, views, evaluation, folder, chunk, model.scene_extent)
     report = scene_report(evaluation, run, views)
     write_metrics_json(folder / METRICS_NAME, report)
