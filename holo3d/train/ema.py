@@ -7,10 +7,9 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
-# (shadow module, source module, "_parameters" or "_buffers", name): where a tensor lives. Tensors
-# are looked up there at every update, so a buffer that a model reassigns (rather than fills) is
-# still the one copied.
-_Slot = Tuple[torch.nn.Module, torch.nn.Module, str, str]
+# (shadow module, source module, attribute name): where a tensor lives. Tensors are looked up there
+# at every update, so a buffer that a model reassigns (rather than fills) is still the one copied.
+_Slot = Tuple[torch.nn.Module, torch.nn.Module, str]
 
 
 class EMA:
@@ -80,22 +79,22 @@ def _slots(shadow: torch.nn.Module, source: torch.nn.Module) -> Tuple[List[_Slot
     copied: List[_Slot] = []
     seen = set()
     for path, module in shadow.named_modules(remove_duplicate=False):
-        for kind in ("_parameters", "_buffers"):
-            for name, tensor in getattr(module, kind).items():
-                if tensor is None or id(tensor) in seen:
-                    continue
-                if kind == "_buffers" and name in module._non_persistent_buffers_set:
-                    continue
-                if path not in sources:
-                    raise ValueError(f"EMA: the model has no module {path!r} (its structure changed "
-                                     "after the EMA copy was made)")
-                seen.add(id(tensor))
-                averages = kind == "_parameters" and tensor.is_floating_point()
-                (averaged if averages else copied).append((module, sources[path], kind, name))
+        persistent = set(module.state_dict(keep_vars=True))  # drops non-persistent buffers
+        tensors = [(name, t, True) for name, t in module.named_parameters(recurse=False)]
+        tensors += [(name, t, False) for name, t in module.named_buffers(recurse=False) if name in persistent]
+        for name, tensor, is_parameter in tensors:
+            if id(tensor) in seen:
+                continue
+            if path not in sources:
+                raise ValueError(f"EMA: the model has no module {path!r} (its structure changed "
+                                 "after the EMA copy was made)")
+            seen.add(id(tensor))
+            averages = is_parameter and tensor.is_floating_point()
+            (averaged if averages else copied).append((module, sources[path], name))
     return averaged, copied
 
 
 def _tensors(slots: List[_Slot]) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
     """The current (shadow tensors, source tensors) of ``slots``."""
-    return ([getattr(shadow, kind)[name] for shadow, _, kind, name in slots],
-            [getattr(source, kind)[name] for _, source, kind, name in slots])
+    return ([getattr(shadow, name) for shadow, _, name in slots],
+            [getattr(source, name) for _, source, name in slots])
