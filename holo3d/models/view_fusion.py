@@ -265,13 +265,23 @@ class ViewFusionModel(ImplicitronModelBase, TrainableModel, GenerativeModel):  #
         """
         flat_pairs, flat_levels = pairs.flatten(0, 1), level_and_angles.flatten(0, 1)  # (B*V, ...)
         if packing.index is None:
-            out = self.unet(flat_pairs, flat_levels)  # (B*V, 6, H, W)
+            out = self.denoise_pairs(flat_pairs, flat_levels)  # (B*V, 6, H, W)
         else:
             index = packing.index.to(pairs.device, non_blocking=True)  # (M_pad,)
-            packed = self.unet(flat_pairs.index_select(0, index), flat_levels.index_select(0, index))
+            packed = self.denoise_pairs(flat_pairs.index_select(0, index), flat_levels.index_select(0, index))
             out = packed.new_zeros(flat_pairs.shape[0], *packed.shape[1:])  # (B*V, 6, H, W)
             out = out.index_copy(0, index[: packing.real], packed[: packing.real])
         return out.view(*pairs.shape[:2], *out.shape[1:])
+
+    def denoise_pairs(self, pairs: torch.Tensor, level_and_angles: torch.Tensor) -> torch.Tensor:
+        """The U-Net on M packed pairs: (M, 6, H, W), (M, 5) -> (M, 6, H, W). Tensor-only, so it is
+        ``compile_target``: the mask, the packing and its host reads stay eager, and the compiled
+        call sees one batch size per multiple of ``pair_bucket``."""
+        return self.unet(pairs, level_and_angles)
+
+    def compile_target(self):
+        """``denoise_pairs``, for the training loop's ``compile_model``."""
+        return self.denoise_pairs
 
     def draw_gamma(self, n: int, device: torch.device) -> torch.Tensor:
         """Training noise levels (n,) float32: t ~ U{1..T-1}, gamma ~ U(alpha_bar_t, alpha_bar_{t-1})
