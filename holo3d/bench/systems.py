@@ -328,7 +328,8 @@ def loop_step_function(cfg: DictConfig) -> Callable[..., Any]:
 def trainer_step(model: nn.Module, batch: Any, cfg: DictConfig, precision: str,
                  device: torch.device) -> Tuple[Callable[[], object], str]:
     """The loop's step (``loop_step_function``) on a fixed batch, with the config's optimizer
-    factory, gradient clipping and EMA, under a fresh single-process Accelerator of ``precision``.
+    factory, gradient clipping, EMA and compile_model, under a fresh single-process Accelerator of
+    ``precision``.
     Returns the zero-argument step and the step function's name."""
     from pytorch3d.implicitron.tools.config import expand_args_fields
 
@@ -343,10 +344,15 @@ def trainer_step(model: nn.Module, batch: Any, cfg: DictConfig, precision: str,
     accelerator = bench_accelerator(precision, device)
     counter = itertools.count()
     train_step = loop_step_function(cfg)
+    forward = None
+    if loop.get("compile_model", False):  # as the loop does: the model's compile_target compiled
+        from holo3d.train.step import compiled_training_forward
+
+        forward = compiled_training_forward(model, loop.get("compile_mode", "default"))
 
     def step() -> object:
         return train_step(model, batch, accelerator=accelerator, optimizer=optimizer, scheduler=scheduler,
-                          ema=ema, clip_grad_norm=loop.clip_grad_norm, iteration=next(counter))
+                          ema=ema, clip_grad_norm=loop.clip_grad_norm, iteration=next(counter), forward=forward)
 
     return step, train_step.__name__
 

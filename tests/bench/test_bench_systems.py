@@ -141,3 +141,24 @@ def test_config_args_change_the_model_and_are_recorded(tmp_path):
     assert lines[32]["config"]["system"]["params_m"] > lines[16]["config"]["system"]["params_m"]
     with pytest.raises(SystemExit, match="--config-arg model_factory_HoloModelFactory_args.no_such_key"):
         main(["--model", "genvs", "--cpu", "--config-arg", "model_factory_HoloModelFactory_args.no_such_key=1"])
+
+
+def test_compile_model_in_the_config_compiles_the_models_target(tmp_path, monkeypatch):
+    """--config-arg ...compile_model=true times the loop's compiled forward (its compile_target)."""
+    import holo3d.train.step as step_module
+
+    compiled = []
+
+    def fake_compile(target, **kwargs):
+        compiled.append(getattr(target, "__name__", type(target).__name__))
+        return target
+
+    monkeypatch.setattr(step_module.torch, "compile", fake_compile)
+    threads = torch.get_num_threads()
+    try:
+        assert main(["--model", "viewfusion", "--cpu", "--only", "train", "--repeats", "1", "--warmup", "0",
+                     "--config-arg", "training_loop_HoloTrainingLoop_args.compile_model=true",
+                     "--out", str(tmp_path / "f.jsonl")]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    assert compiled == ["denoise_pairs"]
