@@ -108,8 +108,8 @@ def pair_packing(view_mask: torch.Tensor, bucket: int = 1) -> PairPacking:
     reach B*V, every pair runs (the padding views' outputs are masked in ``compose_views``).
     """
     flat = view_mask.detach().flatten().cpu()  # (B*V,)
-    real = int(flat.sum())
-    padded = -(-real // max(bucket, 1)) * max(bucket, 1)
+    real, bucket = int(flat.sum()), max(bucket, 1)
+    padded = -(-real // bucket) * bucket
     if padded >= flat.numel():
         return PairPacking(None, flat.numel())
     index = flat.nonzero().squeeze(1)  # (M,)

@@ -78,10 +78,12 @@ def _slots(shadow: torch.nn.Module, source: torch.nn.Module) -> Tuple[List[_Slot
     averaged: List[_Slot] = []
     copied: List[_Slot] = []
     seen = set()
+    persistent = set(shadow.state_dict(keep_vars=True))  # every path; non-persistent buffers are not in it
     for path, module in shadow.named_modules(remove_duplicate=False):
-        persistent = set(module.state_dict(keep_vars=True))  # drops non-persistent buffers
+        prefix = f"{path}." if path else ""
         tensors = [(name, t, True) for name, t in module.named_parameters(recurse=False)]
-        tensors += [(name, t, False) for name, t in module.named_buffers(recurse=False) if name in persistent]
+        tensors += [(name, t, False) for name, t in module.named_buffers(recurse=False)
+                    if prefix + name in persistent]
         for name, tensor, is_parameter in tensors:
             if id(tensor) in seen:
                 continue

@@ -209,7 +209,7 @@ def test_compile_model_compiles_the_packed_unet_call_only(monkeypatch):
         out = forward(random_frame_batch(n_scenes=3, n_frames=5, image_size=SIZE))
         assert torch.isfinite(out["objective"])
     assert compiled == [model.denoise_pairs] and "denoise_pairs" not in vars(model)
-    assert len(sizes) == 6 and all(size % 4 == 0 or size == 12 for size in sizes)  # buckets of 4, or all 3 x 4
+    assert len(sizes) == 6 and all(size % 4 == 0 for size in sizes)  # buckets of 4 (all 3 x 4 pairs is one)
 
 
 
